@@ -1,0 +1,36 @@
+# The two commands of the README. Both create .venv when it is missing and
+# (re)install the package when pyproject.toml changed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck pytest bench bench-quick docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-local: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
+	touch $@ $(VENV)/.installed-local
+
+demo: $(VENV)/.installed-local
+	$(BIN)/python -m panoply_async demo
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests examples benchmarks
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy --strict src
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site

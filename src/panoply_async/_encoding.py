@@ -1,0 +1,257 @@
+"""Record -> one SQS-safe JSON line, and message body -> records (DESIGN §1).
+
+Pure: no I/O. The fast path is a single ``orjson.dumps`` call; only when it
+fails do we walk the record to name the offending key path, so that good
+records pay nothing for the diagnosis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import enum
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ._exceptions import DecodeError, RecordError, RecordTooLargeError, RecordTypeError
+
+__all__ = ["TABLE_KEY", "Encoder", "decode_body", "encode_record", "is_sqs_safe"]
+
+TABLE_KEY = "__table"
+
+# The shortest possible line: '{"__table":"x"}\n'.
+MIN_LINE_BYTES = 16
+
+# orjson writes U+FFFE and U+FFFF raw, but SQS refuses them; they are the only
+# characters orjson emits unescaped that fall outside SQS's allowed set.
+_NONCHARACTER_PREFIX = b"\xef\xbf"
+_NONCHARACTER_ESCAPES = ((b"\xef\xbf\xbe", b"\\ufffe"), (b"\xef\xbf\xbf", b"\\uffff"))
+
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1
+
+
+def _default(value: Any) -> Any:
+    """orjson's hook for the types it does not know."""
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise TypeError(f"Decimal {value} is not a finite number")
+        # Fragment keeps every digit: a Decimal becomes a JSON number, not a float.
+        return orjson.Fragment(str(value).encode())
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, (tuple, list)):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _escape_noncharacters(body: bytes) -> bytes:
+    for raw, escaped in _NONCHARACTER_ESCAPES:
+        body = body.replace(raw, escaped)
+    return body
+
+
+def _json_key(key: str) -> str:
+    return orjson.dumps(key).decode()
+
+
+def _describe(path: list[str]) -> str:
+    return "".join(path) if path else "<record>"
+
+
+class _Normaliser:
+    """Slow path: rebuilds a record that orjson refused, or names why it cannot be sent."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def fail(self, path: list[str], message: str, *, type_error: bool = True) -> RecordError:
+        cls = RecordTypeError if type_error else RecordError
+        where = _describe(path)
+        return cls(f"write({self.table!r}): {message} at {where}", table=self.table, path=where)
+
+    def value(self, value: Any, path: list[str]) -> Any:
+        if value is None or isinstance(value, (bool, float)):
+            return value
+        if isinstance(value, str):
+            self.check_text(value, path)
+            return value
+        if isinstance(value, int):
+            if _INT64_MIN <= value <= _UINT64_MAX:
+                return value
+            return orjson.Fragment(str(int(value)).encode())
+        if isinstance(value, enum.Enum):
+            return self.value(value.value, path)
+        if isinstance(value, decimal.Decimal):
+            if not value.is_finite():
+                raise self.fail(path, f"Decimal {value} is not a finite number", type_error=False)
+            return value
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            return self.mapping(fields, path)
+        if isinstance(value, Mapping):
+            return self.mapping(value, path)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [self.value(item, [*path, f"[{i}]"]) for i, item in enumerate(value)]
+        try:
+            orjson.dumps(value, default=_default)
+        except TypeError:
+            raise self.fail(
+                path, f"value of type {type(value).__name__} cannot be serialised to JSON"
+            ) from None
+        return value
+
+    def mapping(self, value: Mapping[Any, Any], path: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise self.fail(
+                    [*path, f"[{key!r}]"], f"key {key!r} is a {type(key).__name__}, not a str"
+                )
+            self.check_text(key, [*path, f"[{_json_key_safe(key)}]"])
+            out[key] = self.value(item, [*path, f"[{_json_key(key)}]"])
+        return out
+
+    def check_text(self, text: str, path: list[str]) -> None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise self.fail(
+                path,
+                f"string holds a lone surrogate U+{ord(text[exc.start]):04X}, "
+                "which cannot be encoded as UTF-8",
+                type_error=False,
+            ) from None
+
+
+def _json_key_safe(key: str) -> str:
+    return repr(key.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
+
+
+class Encoder:
+    """Encodes ``write(table, data)`` into one newline-terminated JSON line.
+
+    ``max_line_bytes`` is the largest line that still fits one message once the
+    message attributes are counted.
+    """
+
+    __slots__ = ("_max_line_bytes", "_suffixes")
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self._max_line_bytes = max_line_bytes
+        # table name -> b',"__table":"NAME"}\n'; tables repeat, so this is encoded once.
+        self._suffixes: dict[str, bytes] = {}
+
+    @property
+    def max_line_bytes(self) -> int:
+        return self._max_line_bytes
+
+    def encode(self, table: str, data: Mapping[str, Any]) -> bytes:
+        """The line for one record; raises a :class:`RecordError` subclass when it cannot be sent."""
+        suffix = self._suffixes.get(table) if type(table) is str else None
+        if suffix is None:
+            suffix = self._suffix(table)
+        if type(data) is not dict:
+            if not isinstance(data, Mapping):
+                raise RecordTypeError(
+                    f"write({table!r}): data must be a mapping (dict), "
+                    f"not {type(data).__name__}",
+                    table=table,
+                )
+            data = dict(data)
+        if TABLE_KEY in data:
+            data = {k: v for k, v in data.items() if k != TABLE_KEY}
+        try:
+            body = orjson.dumps(data, default=_default)
+        except TypeError:
+            body = self._encode_slow(table, data)
+        if _NONCHARACTER_PREFIX in body:
+            body = _escape_noncharacters(body)
+        line = b"{" + suffix[1:] if len(body) == 2 else body[:-1] + suffix
+        if len(line) > self._max_line_bytes:
+            raise RecordTooLargeError(
+                f"write({table!r}): the encoded record is {len(line)} bytes, more than the "
+                f"{self._max_line_bytes} bytes one message can hold after its attributes",
+                table=table,
+                size=len(line),
+                limit=self._max_line_bytes,
+            )
+        return line
+
+    def _suffix(self, table: object) -> bytes:
+        if not isinstance(table, str):
+            raise RecordTypeError(
+                f"write(): table must be a str, not {type(table).__name__}", table=table
+            )
+        if not table or not table.strip():
+            raise RecordError("write(): table must be a non-empty str", table=table)
+        _Normaliser(table).check_text(table, [])
+        suffix = b',"' + TABLE_KEY.encode() + b'":' + orjson.dumps(table) + b"}\n"
+        if _NONCHARACTER_PREFIX in suffix:
+            suffix = _escape_noncharacters(suffix)
+        if len(self._suffixes) < 10_000:
+            self._suffixes[table] = suffix
+        return suffix
+
+    def _encode_slow(self, table: str, data: dict[str, Any]) -> bytes:
+        normalised = _Normaliser(table).mapping(data, [])
+        try:
+            return orjson.dumps(normalised, default=_default)
+        except TypeError as exc:  # pragma: no cover - the normaliser names every known case
+            raise RecordTypeError(
+                f"write({table!r}): record cannot be serialised: {exc}", table=table
+            ) from None
+
+
+_UNBOUNDED = Encoder(max_line_bytes=2**62)
+
+
+def encode_record(table: str, data: Mapping[str, Any]) -> bytes:
+    """Encode one record as the SDK would, without a size limit (useful in tests and tools)."""
+    return _UNBOUNDED.encode(table, data)
+
+
+def decode_body(body: str | bytes) -> list[dict[str, Any]]:
+    """Turn an SQS message body into its records.
+
+    Accepts bodies written by this package and by both legacy SDKs: one JSON
+    object per line, blank lines (the Python SDK's separators) skipped. Each
+    record keeps its ``"__table"`` key. Only ``"\\n"`` separates lines: other
+    Unicode line breaks may legally appear raw inside JSON strings.
+    Raises :class:`DecodeError` naming the first bad line.
+    """
+    text = body if isinstance(body, str) else bytes(body).decode("utf-8")
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            # The standard decoder, as Panoply's consumer would: it keeps integers
+            # beyond 64 bits exact, where orjson would turn them into floats.
+            record = json.loads(line)
+        except ValueError as exc:
+            raise DecodeError(f"line {number} of the message body is not valid JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise DecodeError(
+                f"line {number} of the message body is a JSON {type(record).__name__}, "
+                "not an object"
+            )
+        records.append(record)
+    return records
+
+
+def is_sqs_safe(body: str) -> bool:
+    """Whether every character of ``body`` is one SQS accepts in a message."""
+    for ch in body:
+        cp = ord(ch)
+        if cp < 0x20 and cp not in (0x9, 0xA, 0xD):
+            return False
+        if 0xD800 <= cp <= 0xDFFF or cp in (0xFFFE, 0xFFFF):
+            return False
+    return True
+
