@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from panoply_async.local import LocalSQS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,3 +43,29 @@ def vector_credentials(vectors: dict[str, Any]) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    apikey: str
+    apisecret: str
+    queue_url: str
+    endpoint_url: str
+
+
+@pytest.fixture(scope="session")
+def local_sqs() -> Iterator[LocalSQS]:
+    from panoply_async.local import LocalSQS
+
+    with LocalSQS() as server:
+        yield server
+
+
+@pytest.fixture
+def queue(local_sqs: LocalSQS) -> QueueInfo:
+    """A fresh queue with fresh credentials on the session's local server."""
+    from panoply_async.local import make_credentials
+
+    apikey, apisecret = make_credentials("test")
+    url = local_sqs.create_queue(apikey, apisecret)
+    return QueueInfo(apikey, apisecret, url, local_sqs.endpoint_url)

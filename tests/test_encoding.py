@@ -126,7 +126,7 @@ def test_characters_sqs_refuses_are_escaped() -> None:
         ("t", "text", RecordTypeError, "must be a mapping"),
         ("t", {"a": object()}, RecordTypeError, 'at \\["a"\\]'),
         ("t", {"a": {"b": [1, {2: 3}]}}, RecordTypeError, r'\["a"\]\["b"\]\[1\]\[2\]'),
-        ("t", {"a": ["ok", "\ud800"]}, RecordError, r'surrogate U\+D800 at \["a"\]\[1\]'),
+        ("t", {"a": ["ok", "\ud800"]}, RecordError, r'surrogate U\+D800.* at \["a"\]\[1\]'),
         ("t", {"\udc00": 1}, RecordError, "surrogate"),
         ("t\ud800", {}, RecordError, "surrogate"),
         ("t", {"d": decimal.Decimal("NaN")}, RecordError, "finite"),

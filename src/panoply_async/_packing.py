@@ -65,6 +65,22 @@ class Packer:
         self._records += 1
         return finished
 
+    def add_record(self, body: bytes, tail: bytes) -> tuple[bytes, int] | None:
+        """Like :meth:`add` for the line ``body[:-1] + b"," + tail``, without building it.
+
+        ``body`` is a serialised non-empty JSON object: its closing brace is
+        overwritten by a comma in the buffer, saving a copy per record.
+        """
+        buffer = self._buffer
+        finished = None
+        if len(buffer) + len(body) + len(tail) > self._body_limit:
+            finished = self.take()
+        buffer += body
+        buffer[-1] = 0x2C  # ','
+        buffer += tail
+        self._records += 1
+        return finished
+
     def full(self) -> bool:
         """True when no further line can fit, so the body may be sent at once."""
         return self._body_limit - len(self._buffer) < MIN_LINE_BYTES

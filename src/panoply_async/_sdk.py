@@ -23,13 +23,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
+from orjson import dumps as _dumps
 
 from ._credentials import Credentials, parse_credentials
-from ._encoding import Encoder
+from ._encoding import NONCHARACTER_LEAD, TABLE_KEY, Encoder
+from ._encoding import default as _default
 from ._events import EventEmitter, Handler
 from ._exceptions import ConfigurationError, DeliveryError, PanoplyError, RecordError
 from ._packing import Packer, attributes_size
@@ -37,6 +39,10 @@ from ._redact import redactor
 from ._spool import SpoolFile, read_spool, rewrite_spool, spool_files
 from ._transport import Message, SendError, SQSTransport, Transport
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._pipeline import IngestResult
+    from .datasource import DataSource
 
 __all__ = ["SDK", "ReplayResult", "SDKConfig", "Stats"]
 
@@ -103,9 +109,13 @@ class SDKConfig:
 
 
 class Stats:
-    """Live counters. ``records_accepted == records_delivered + records_spooled +
-    records_failed + records_pending`` holds at every moment; ``records_failed``
-    stays 0 whenever a spool is configured."""
+    """Live counters.
+
+    ``records_accepted == records_delivered + records_spooled + records_failed +
+    records_pending`` holds at every moment (``records_pending`` is counted on
+    its own, from the buffers, not derived); ``records_failed`` stays 0 whenever
+    a spool is configured, and ``records_pending`` is 0 after the block.
+    """
 
     __slots__ = (
         "bytes_sent",
@@ -116,6 +126,7 @@ class Stats:
         "records_accepted",
         "records_delivered",
         "records_failed",
+        "records_pending",
         "records_rejected",
         "records_replayed",
         "records_spooled",
@@ -128,6 +139,8 @@ class Stats:
         self.records_delivered = 0
         self.records_spooled = 0
         self.records_failed = 0
+        #: accepted records still in the open message, queued or in flight
+        self.records_pending = 0
         self.records_rejected = 0
         self.records_replayed = 0
         self.messages_sent = 0
@@ -138,20 +151,8 @@ class Stats:
         self.retries = 0
         self.bytes_sent = 0
 
-    @property
-    def records_pending(self) -> int:
-        """Accepted records not yet delivered, spooled or failed."""
-        return (
-            self.records_accepted
-            - self.records_delivered
-            - self.records_spooled
-            - self.records_failed
-        )
-
     def as_dict(self) -> dict[str, int]:
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["records_pending"] = self.records_pending
-        return data
+        return {name: getattr(self, name) for name in self.__slots__}
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
@@ -286,6 +287,8 @@ class SDK:
             max_connections=max(10, max_concurrent_sends),
         )
         self._encoder = Encoder(body_limit)
+        self._tails = self._encoder.tails
+        self._line_limit = body_limit
         self._packer = Packer(body_limit)
         self._spool = (
             SpoolFile(spool_dir, self._credentials.account) if spool_dir is not None else None
@@ -412,29 +415,69 @@ class SDK:
         """
         if self._state is not _OPEN:
             raise self._not_open("write")
-        try:
-            line = self._encoder.encode(table, data)
-        except RecordError:
-            self._stats.records_rejected += 1
-            raise
-        await self._accept(line)
+        # Fast path: a known table, a plain dict that orjson takes as it is, and
+        # room in the buffer. Everything else goes through the general encoder,
+        # which also raises the precise errors.
+        tail = self._tails.get(table) if type(table) is str else None
+        if tail is not None and type(data) is dict and TABLE_KEY not in data:
+            try:
+                body: bytes | None = _dumps(data, default=_default)
+            except TypeError:
+                body = None
+            if body is not None and NONCHARACTER_LEAD not in body and len(body) > 2:
+                size = len(body) + len(tail)
+                if (
+                    size <= self._line_limit
+                    and self._buffered + size <= self._config.max_buffer_bytes
+                ):
+                    if self._add_record(body, tail, size):
+                        await anyio.lowlevel.checkpoint()
+                    return
+        await self._accept(self._encode(table, data))
 
     async def write_many(self, table: str, records: Sequence[Mapping[str, Any]]) -> int:
         """Accept several records for ``table``; returns how many were accepted.
 
         Every record is encoded before any is buffered, so a bad record raises
-        and none of ``records`` is accepted.
+        and none of ``records`` is accepted. Cheaper per record than ``write()``.
         """
         if self._state is not _OPEN:
             raise self._not_open("write_many")
-        encode = self._encoder.encode
+        tail = self._tails.get(table) if type(table) is str else None
+        if tail is None:
+            tail = self._encoder.tail(table)
+        lines: list[tuple[bytes, bytes]] = []
+        append = lines.append
+        dumps, default, line_limit = _dumps, _default, self._line_limit
         try:
-            lines = [encode(table, record) for record in records]
+            for data in records:
+                body = None
+                if type(data) is dict and TABLE_KEY not in data:
+                    try:
+                        body = dumps(data, default=default)
+                    except TypeError:
+                        body = None
+                if (
+                    body is None
+                    or NONCHARACTER_LEAD in body
+                    or len(body) < 3
+                    or len(body) + len(tail) > line_limit
+                ):
+                    # The general encoder returns the whole line; it ends with the tail.
+                    line = self._encoder.encode(table, data)
+                    append((line[: len(line) - len(tail)] + b"}", tail))
+                else:
+                    append((body, tail))
         except RecordError:
             self._stats.records_rejected += 1
             raise
-        for line in lines:
-            await self._accept(line)
+        max_buffer = self._config.max_buffer_bytes
+        for body, tail in lines:
+            size = len(body) + len(tail)
+            if self._buffered + size > max_buffer:
+                await self._wait_for_room(size)
+            if self._add_record(body, tail, size):
+                await anyio.lowlevel.checkpoint()
         return len(lines)
 
     async def flush(self) -> None:
@@ -465,6 +508,28 @@ class SDK:
             await self._replay_file(spool_path, result)
         return result
 
+    async def ingest(
+        self,
+        source: DataSource,
+        *,
+        batch_size: int | None = None,
+        on_state: Callable[[Any, Any], None] | None = None,
+    ) -> IngestResult:
+        """Run a :class:`DataSource` into this SDK until its ``read()`` is exhausted.
+
+        Records go to the table the source names (see docs/connectors.md for
+        the routing rule). A state reported with ``source.state(id, state)`` is
+        committed (event ``source-state``, and ``on_state(id, merged_state)``)
+        only once every record written before it, and every record tagged
+        ``"__state": id``, was acknowledged by SQS. Retryable errors from
+        ``read()`` are retried (3 attempts); ``close()`` always runs.
+        """
+        if self._state is not _OPEN:
+            raise self._not_open("ingest")
+        from ._pipeline import ingest
+
+        return await ingest(self, source, batch_size=batch_size, on_state=on_state)
+
     # -- internals used by the pipeline --------------------------------------------
 
     def _ticket(self) -> int:
@@ -489,14 +554,37 @@ class SDK:
             return RuntimeError(f"{what}() needs an open SDK: use 'async with SDK(...) as conn'")
         return RuntimeError(f"{what}() called on an SDK that is {self._state}")
 
+    def _encode(self, table: str, data: Mapping[str, Any]) -> bytes:
+        try:
+            return self._encoder.encode(table, data)
+        except RecordError:
+            self._stats.records_rejected += 1
+            raise
+
     async def _accept(self, line: bytes) -> None:
+        """Buffer a whole line from the general encoder, waiting for room if needed."""
         size = len(line)
         if self._buffered + size > self._config.max_buffer_bytes:
             await self._wait_for_room(size)
+        stats = self._stats
+        finished = self._packer.add(line)
         self._buffered += size
-        self._stats.records_accepted += 1
+        stats.records_accepted += 1
+        stats.records_pending += 1
+        if self._after_add(finished):
+            await anyio.lowlevel.checkpoint()
+
+    def _add_record(self, body: bytes, tail: bytes, size: int) -> bool:
+        """Buffer one encoded record (room already checked); True if a message was closed."""
+        finished = self._packer.add_record(body, tail)
+        self._buffered += size
+        stats = self._stats
+        stats.records_accepted += 1
+        stats.records_pending += 1
+        return self._after_add(finished)
+
+    def _after_add(self, finished: tuple[bytes, int] | None) -> bool:
         packer = self._packer
-        finished = packer.add(line)
         if finished is not None:
             self._enqueue(finished[0], finished[1], "full")
             self._opened()
@@ -504,9 +592,9 @@ class SDK:
             self._opened()
         if packer.full():
             self._close_open_message("full")
-        if finished is not None:
-            # Let the senders start on the new message while the producer goes on.
-            await anyio.lowlevel.checkpoint()
+            return True
+        # Closing a message lets the senders start on it while the producer goes on.
+        return finished is not None
 
     async def _wait_for_room(self, size: int) -> None:
         while self._buffered + size > self._config.max_buffer_bytes:
@@ -543,6 +631,7 @@ class SDK:
             if self._unfinished.pop(message.seq, None) is None:
                 continue
             self._buffered -= len(message.body)
+            self._stats.records_pending -= message.records
             self._watermark.finish(message.seq, delivered)
         self._room_event.set()
         self._room_event = anyio.Event()

@@ -1,0 +1,310 @@
+"""Running a DataSource into an SDK: table routing, retries of ``read()``, and
+committing states only after their records were acknowledged (DESIGN §2)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+import string
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .errors import PanoplyException
+
+if TYPE_CHECKING:
+    from ._sdk import SDK
+    from .datasource import DataSource
+
+__all__ = ["IngestResult", "TableRouter", "ingest"]
+
+logger = logging.getLogger("panoply_async.pipeline")
+
+STATE_KEY = "__state"
+READ_ATTEMPTS = 3
+
+
+@dataclass
+class IngestResult:
+    """What :meth:`SDK.ingest` did."""
+
+    records: int = 0
+    batches: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+    #: the last committed (merged) state, or None when no state was committed
+    state: Any = None
+    state_id: Any = None
+    states_committed: int = 0
+    #: True when every record written by this run was acknowledged by SQS
+    delivered: bool = True
+
+
+class _Fields(dict[str, Any]):
+    """format_map() mapping that names the missing field instead of a bare KeyError."""
+
+    def __missing__(self, key: str) -> Any:
+        raise PanoplyException(
+            f"destination placeholder {{{key}}} has no value in the record", retryable=False
+        )
+
+
+class TableRouter:
+    """Decides the table of each record.
+
+    * plain records: ``source["destination"]``, else ``source["type"]``; the
+      name may hold ``{field}`` placeholders filled from each record (legacy
+      connectors used ``"typeform_{__table}"``);
+    * records of a ``RecordGroup``: its ``metadata["resource_id"]``, unless the
+      source sets ``destination`` explicitly: then that template, whose
+      placeholders may also use ``{resource_id}``.
+    """
+
+    def __init__(self, source: Mapping[str, Any]) -> None:
+        destination = source.get("destination")
+        self.explicit = bool(destination)
+        template = destination or source.get("type")
+        if template is not None and not isinstance(template, str):
+            raise PanoplyException(
+                "source 'destination'/'type' must be a string", retryable=False
+            )
+        self.template: str | None = template or None
+        self.fields = (
+            [name for _, name, _, _ in string.Formatter().parse(template) if name]
+            if template
+            else []
+        )
+
+    def table(self, record: Mapping[str, Any], resource_id: str | None = None) -> str:
+        if resource_id is not None and not self.explicit:
+            return resource_id
+        if self.template is None:
+            raise PanoplyException(
+                "the source has neither 'destination' nor 'type': records have no table",
+                retryable=False,
+            )
+        if not self.fields:
+            return self.template
+        values = _Fields(record)
+        if resource_id is not None:
+            values.setdefault("resource_id", resource_id)
+        return self.template.format_map(values)
+
+
+def _group_of(batch: Any) -> tuple[list[Any], str | None]:
+    """Split a batch into its records and, for a RecordGroup, its resource id."""
+    if isinstance(batch, Mapping) and "data" in batch and "metadata" in batch:
+        metadata = batch["metadata"]
+        resource = metadata.get("resource_id") if isinstance(metadata, Mapping) else None
+        data = batch["data"]
+        return (list(data) if isinstance(data, list) else [data]), resource
+    if isinstance(batch, list):
+        return batch, None
+    if isinstance(batch, Mapping):
+        return [batch], None
+    raise PanoplyException(
+        f"read() yielded a {type(batch).__name__}; expected a list of dicts or a RecordGroup",
+        retryable=False,
+    )
+
+
+def _merge(previous: Any, new: Any) -> Any:
+    # The legacy platform merged reported states key by key, newest winning.
+    if isinstance(previous, Mapping) and isinstance(new, Mapping):
+        return {**previous, **new}
+    return new
+
+
+@dataclass
+class _PendingState:
+    state_id: Any
+    state: Any
+    ticket: int
+
+
+class _StateCommitter:
+    """Commits states in the order reported, each after its records were acknowledged."""
+
+    def __init__(self, conn: SDK, result: IngestResult,
+                 on_commit: Callable[[Any, Any], None] | None) -> None:
+        self._conn = conn
+        self._result = result
+        self._on_commit = on_commit
+        self._queue: list[_PendingState] = []
+        self._wakeup = anyio.Event()
+        self._last_ticket_of: dict[Any, int] = {}
+        self._merged: Any = None
+        self._closed = False
+        self.failed = False
+        self._reported: list[tuple[Any, Any]] = []
+
+    def report(self, state_id: Any, state: Any) -> None:
+        # Called from the DataSource's event (possibly hopped from a worker
+        # thread); the ticket is taken after the current batch is written.
+        self._reported.append((state_id, state))
+
+    def after_batch(self, tagged: set[Any]) -> None:
+        ticket = self._conn._ticket()
+        for state_id in tagged:
+            self._last_ticket_of[state_id] = ticket
+        for state_id, state in self._reported:
+            self._queue.append(_PendingState(state_id, state, ticket))
+        self._reported.clear()
+        self._wakeup.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        floor = -1
+        while True:
+            while not self._queue:
+                if self._closed:
+                    return
+                self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+            if self.failed:
+                self._queue.clear()
+                continue
+            pending = self._queue[0]
+            while True:
+                # Records tagged with this state may still arrive in later batches.
+                ticket = max(pending.ticket, self._last_ticket_of.get(pending.state_id, -1), floor)
+                delivered = await self._conn._wait_ticket(ticket)
+                if self._last_ticket_of.get(pending.state_id, -1) <= ticket:
+                    break
+            if not delivered:
+                # A record up to this state was spooled or lost: never commit it,
+                # nor any later state, so a resumed run re-reads from the last good one.
+                self.failed = True
+                continue
+            self._queue.pop(0)
+            floor = ticket
+            self._merged = _merge(self._merged, pending.state)
+            self._result.state = self._merged
+            self._result.state_id = pending.state_id
+            self._result.states_committed += 1
+            payload = {"state_id": pending.state_id, "state": self._merged}
+            if self._on_commit is not None:
+                self._on_commit(pending.state_id, self._merged)
+            self._conn._emit("source-state", payload)
+
+
+async def _legacy_batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
+    """Drive a legacy ``read(n)`` (a plain method returning a list, None at the end)."""
+    read: Callable[..., Any] = ds.read
+    while True:
+        batch = await anyio.to_thread.run_sync(read, n)
+        if batch is None:
+            return
+        yield batch
+
+
+def _batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
+    read: Callable[..., Any] = ds.read
+    if inspect.isasyncgenfunction(read):
+        result: AsyncIterator[Any] = read(n)
+        return result
+    return _legacy_batches(ds, n)
+
+
+async def ingest(
+    conn: SDK,
+    ds: DataSource,
+    *,
+    batch_size: int | None = None,
+    on_state: Callable[[Any, Any], None] | None = None,
+    read_attempts: int = READ_ATTEMPTS,
+    backoff: float = 1.0,
+) -> IngestResult:
+    """Run ``ds`` into ``conn`` until ``read()`` is exhausted. See :meth:`SDK.ingest`."""
+    router = TableRouter(ds.source)
+    result = IngestResult()
+    tables: Counter[str] = Counter()
+    committer = _StateCommitter(conn, result, on_state)
+    failed_before = conn.stats.records_spooled + conn.stats.records_failed
+    started = time.monotonic()
+
+    def forward(name: str) -> Callable[[Any], None]:
+        def handler(data: Any) -> None:
+            conn._emit(name, data)
+        return handler
+
+    def on_source_state(data: Any) -> None:
+        if isinstance(data, Mapping) and "state_id" in data:
+            committer.report(data["state_id"], data.get("state"))
+        else:
+            committer.report(None, data)
+
+    ds.on("progress", forward("progress"))
+    ds.on("source-change", forward("source-change"))
+    ds.on("source-state", on_source_state)
+
+    async def read_all() -> None:
+        attempt = 0
+        while True:
+            try:
+                async for batch in _batches(ds, batch_size):
+                    attempt = 0
+                    await write_batch(batch)
+                return
+            except PanoplyException as exc:
+                if not exc.retryable:
+                    raise
+                attempt += 1
+                error: Exception = exc
+            except Exception as exc:
+                attempt += 1
+                error = exc
+            if attempt >= read_attempts:
+                raise error
+            delay = random.uniform(0, backoff * 2 ** (attempt - 1))
+            logger.warning("read() failed (%s); retrying in %.1fs (attempt %d of %d)",
+                           error, delay, attempt + 1, read_attempts)
+            await anyio.sleep(delay)
+
+    async def write_batch(batch: Any) -> None:
+        records, resource = _group_of(batch)
+        tagged: set[Any] = set()
+        for record in records:
+            if not isinstance(record, Mapping):
+                raise PanoplyException(
+                    f"read() yielded a record of type {type(record).__name__}; expected a dict",
+                    retryable=False,
+                )
+            table = router.table(record, resource)
+            await conn.write(table, record)
+            tables[table] += 1
+            state_id = record.get(STATE_KEY)
+            if state_id is not None:
+                tagged.add(state_id)
+        result.records += len(records)
+        result.batches += 1
+        committer.after_batch(tagged)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(committer.run)
+            try:
+                await read_all()
+                # Make sure the last records go now and the last states can commit.
+                committer.after_batch(set())
+                await conn.flush()
+            finally:
+                committer.close()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await ds.close()
+        result.tables = dict(tables)
+        result.elapsed = time.monotonic() - started
+        result.delivered = (
+            not committer.failed
+            and conn.stats.records_spooled + conn.stats.records_failed == failed_before
+        )
+    return result

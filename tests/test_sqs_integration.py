@@ -1,0 +1,179 @@
+"""The SDK through the real aiobotocore client against a local SQS server (moto)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import QueueInfo
+
+from panoply_async import SDK, RecordError, decode_body
+from panoply_async._encoding import is_sqs_safe
+from panoply_async._sdk import SDK_NAME
+from panoply_async.local import LocalSQS, ReceivedMessage
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 262_144
+
+
+def records_of(messages: list[ReceivedMessage]) -> list[dict[str, Any]]:
+    return [r for m in messages for r in decode_body(m.body)]
+
+
+def check_messages(messages: list[ReceivedMessage], q: QueueInfo) -> None:
+    for m in messages:
+        assert m.size <= LIMIT
+        assert m.attributes == {"key": q.apikey, "secret": q.apisecret, "sdk": SDK_NAME}
+        assert is_sqs_safe(m.body)
+
+
+async def test_fifty_thousand_records_arrive_exactly_once(
+    local_sqs: LocalSQS, queue: QueueInfo
+) -> None:
+    tables = ("events", "users", "orders", "wide")
+    written: dict[int, dict[str, Any]] = {}
+    async with SDK(queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url) as conn:
+        for i in range(50_000):
+            table = tables[i % 4]
+            record: dict[str, Any] = {"id": i, "name": f"n{i}", "v": i * 0.5, "ok": i % 3 == 0}
+            if table == "wide":
+                record.update({f"c{j}": "é" * (i % 50) for j in range(20)})
+            await conn.write(table, record)
+            written[i] = {**record, "__table": table}
+    messages = await local_sqs.areceive(queue.queue_url)
+    check_messages(messages, queue)
+    received = records_of(messages)
+    counts = Counter(r["id"] for r in received)
+    assert len(received) == 50_000
+    assert set(counts.values()) == {1}
+    for record in received:
+        assert record == written[record["id"]]
+    # Packed by real size: messages are nearly full, far fewer than one per record.
+    assert len(messages) <= 50_000 * 200 // (LIMIT - 1000) + 2
+    assert conn.stats.records_delivered == 50_000
+    assert conn.stats.messages_sent == len(messages)
+
+
+async def test_vectors_arrive_as_delivered(
+    local_sqs: LocalSQS, queue: QueueInfo, vectors: dict[str, Any]
+) -> None:
+    async with SDK(queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url) as conn:
+        for case in vectors["records"]:
+            await conn.write(case["table"], case["data"])
+    messages = await local_sqs.areceive(queue.queue_url)
+    check_messages(messages, queue)
+    assert records_of(messages) == [case["delivered"] for case in vectors["records"]]
+
+
+async def test_signed_requests_work(
+    local_sqs: LocalSQS, queue: QueueInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    async with SDK(
+        queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url, sign=True
+    ) as conn:
+        await conn.write("t", {"id": 1})
+    assert [r["id"] for r in records_of(await local_sqs.areceive(queue.queue_url))] == [1]
+
+
+async def test_flush_delivers_before_it_returns_and_timer_waits(
+    local_sqs: LocalSQS, queue: QueueInfo
+) -> None:
+    async with SDK(
+        queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url, flush_interval=3600
+    ) as conn:
+        for i in range(10):
+            await conn.write("t", {"id": i})
+        await anyio.wait_all_tasks_blocked()
+        assert conn.stats.requests == 0
+        assert await local_sqs.areceive(queue.queue_url) == []
+        await conn.flush()
+        got = await local_sqs.areceive(queue.queue_url)
+        assert [r["id"] for r in records_of(got)] == list(range(10))
+        await conn.write("t", {"id": 10})
+    got = await local_sqs.areceive(queue.queue_url)
+    assert [r["id"] for r in records_of(got)] == [10]
+
+
+async def test_trickle_goes_on_the_timer(local_sqs: LocalSQS, queue: QueueInfo) -> None:
+    flushed = anyio.Event()
+    payloads: list[dict[str, Any]] = []
+
+    def on_flush(data: dict[str, Any]) -> None:
+        payloads.append(data)
+        flushed.set()
+
+    async with SDK(
+        queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url, flush_interval=0.1
+    ) as conn:
+        conn.on("flush", on_flush)
+        await conn.write("t", {"id": 1})
+        with anyio.fail_after(30):
+            await flushed.wait()
+        got = await local_sqs.areceive(queue.queue_url)
+        assert [r["id"] for r in records_of(got)] == [1]
+    assert payloads[0]["reasons"] == {"timer": 1}
+
+
+async def test_bad_records_rejected_neighbours_arrive(
+    local_sqs: LocalSQS, queue: QueueInfo
+) -> None:
+    bad: list[tuple[Any, Any]] = [
+        (None, {}),
+        ("", {}),
+        ("t", 42),
+        ("t", {"x": {1, object()}}),
+        ("t", {("tuple", "key"): 1}),
+        ("t", {"s": "bad \udfff"}),
+        ("t", {"huge": "h" * LIMIT}),
+    ]
+    async with SDK(queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url) as conn:
+        for i, (table, data) in enumerate(bad):
+            await conn.write("t", {"id": i})
+            with pytest.raises(RecordError) as info:
+                await conn.write(table, data)
+            assert isinstance(info.value, (TypeError, ValueError))
+        await conn.write("t", {"id": len(bad)})
+    got = records_of(await local_sqs.areceive(queue.queue_url))
+    assert [r["id"] for r in got] == list(range(len(bad) + 1))
+
+
+async def test_secret_never_leaks(
+    local_sqs: LocalSQS,
+    queue: QueueInfo,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    secret = queue.apisecret
+    texts: list[str] = []
+    with caplog.at_level(logging.DEBUG):
+        conn = SDK(queue.apikey, secret, endpoint_url=queue.endpoint_url, spool_dir=tmp_path)
+        texts.append(repr(conn))
+        async with conn:
+            await conn.write("t", {"id": 1})
+            try:
+                await conn.write("t", {"bad": object()})
+            except RecordError as exc:
+                texts.append(str(exc))
+            await conn.flush()
+            texts.append(repr(conn.stats))
+        # A queue that does not exist: the error path, spooled.
+        dead = SDK(queue.apikey, secret, endpoint_url="http://127.0.0.1:9", spool_dir=tmp_path,
+                   max_attempts=1, request_timeout=5)
+        dead.on("error", lambda data: texts.append(repr(data)))
+        async with dead:
+            await dead.write("t", {"id": 2})
+    texts.append(caplog.text)
+    texts.extend(p.read_text() for p in tmp_path.iterdir())
+    assert "Making request" in caplog.text or "botocore" in caplog.text  # DEBUG was on
+    for text in texts:
+        assert secret not in text
+    assert json.loads((tmp_path / next(iter(p.name for p in tmp_path.iterdir()))).read_text()
+                      .splitlines()[0])["records"] == 1
