@@ -28,7 +28,8 @@ from panoply_async._encoding import Encoder, is_sqs_safe
 def test_records_vectors_decode_to_delivered(vectors: dict[str, Any]) -> None:
     for case in vectors["records"]:
         line = encode_record(case["table"], case["data"])
-        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert line.endswith(b"\n")
+        assert line.count(b"\n") == 1
         text = line.decode("utf-8")
         assert is_sqs_safe(text)
         assert json.loads(text) == case["delivered"]
@@ -111,7 +112,8 @@ def test_characters_sqs_refuses_are_escaped() -> None:
     data = {"s": "\x00\x01\x1f\x7f\ufffe\uffff\ufffd\u2028 ok", "k\ufffe": 1}
     text = encode_record("t\uffff", data).decode()
     assert is_sqs_safe(text)
-    assert "\\ufffe" in text and "\\uffff" in text
+    assert "\\ufffe" in text
+    assert "\\uffff" in text
     assert json.loads(text) == {**data, "__table": "t\uffff"}
 
 

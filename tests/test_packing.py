@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -48,6 +50,6 @@ def test_bound_and_round_trip(sizes: list[int], limit: int) -> None:
     decoded = [rec for body in bodies for rec in decode_body(body)]
     assert decoded == [decode_body(line)[0] for line in lines]
     # Greedy: no body could have taken the first line of the next one.
-    for body, nxt in zip(bodies, bodies[1:]):
+    for body, nxt in itertools.pairwise(bodies):
         first = nxt.split(b"\n", 1)[0] + b"\n"
         assert len(body) + len(first) > limit

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from panoply_async import (
@@ -125,7 +126,7 @@ async def test_events_and_failing_handlers(
         raise ZeroDivisionError("handler bug")
 
     async def async_handler(data: dict[str, Any]) -> None:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         async_calls.append(data["records"])
 
     sdk = SDK(*vector_credentials, transport=transport, flush_interval=3600)
@@ -311,10 +312,15 @@ async def test_no_spool_raises_delivery_error_with_counts(
     def fault(messages: Sequence[Message]) -> BaseException:
         return SendError("down", retryable=False)
 
-    with pytest.raises(DeliveryError) as info:
-        async with SDK(*vector_credentials, transport=MemoryTransport(fault=fault)) as conn:
+    conn = SDK(*vector_credentials, transport=MemoryTransport(fault=fault))
+
+    async def run() -> None:
+        async with conn:
             for i in range(5):
                 await conn.write("t", {"id": i})
+
+    with pytest.raises(DeliveryError) as info:
+        await run()
     assert info.value.records == 5
     assert "5 records" in str(info.value)
     assert [r["id"] for b in info.value.bodies for r in decode_body(b)] == list(range(5))
@@ -338,9 +344,11 @@ async def test_spool_then_replay_delivers_exactly_once(
             await conn.write("t", {"id": i, "pad": "z" * 30})
     assert conn.stats.records_spooled == 500
     assert conn.stats.records_delivered == 0
-    assert errors and all(e["spooled"] for e in errors)
+    assert errors
+    assert all(e["spooled"] for e in errors)
     spool = conn.spool_path
-    assert spool is not None and spool.exists()
+    assert spool is not None
+    assert spool.exists()
     lines = [json.loads(line) for line in spool.read_text().splitlines()]
     assert {line["queue_url"] for line in lines} == {conn.queue_url}
     assert vector_credentials[1] not in spool.read_text()
@@ -427,7 +435,7 @@ async def test_cancellation_still_drains(vector_credentials: tuple[str, str]) ->
                 written += 1
                 if i == 20_000:
                     outer.cancel()
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
     assert outer.cancelled_caught
     assert conn.stats.records_accepted == written
     assert sorted(ids(transport)) == list(range(written))

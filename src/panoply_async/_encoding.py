@@ -155,7 +155,7 @@ class Encoder:
         return self._max_line_bytes
 
     def encode(self, table: str, data: Mapping[str, Any]) -> bytes:
-        """The line for one record; raises a :class:`RecordError` subclass when it cannot be sent."""
+        """The line for one record; raises a :class:`RecordError` subclass if it cannot go."""
         tail = self.tails.get(table) if type(table) is str else None
         if tail is None:
             tail = self.tail(table)
@@ -195,7 +195,8 @@ class Encoder:
         if not table or not table.strip():
             raise RecordError("write(): table must be a non-empty str", table=table)
         _Normaliser(table).check_text(table, [])
-        tail = b'"' + TABLE_KEY.encode() + b'":' + escape_noncharacters(orjson.dumps(table)) + b"}\n"
+        name = escape_noncharacters(orjson.dumps(table))
+        tail = b'"' + TABLE_KEY.encode() + b'":' + name + b"}\n"
         if len(self.tails) < 10_000:  # bound the cache for callers with unbounded table names
             self.tails[table] = tail
         return tail
@@ -237,7 +238,9 @@ def decode_body(body: str | bytes) -> list[dict[str, Any]]:
             # beyond 64 bits exact, where orjson would turn them into floats.
             record = json.loads(line)
         except ValueError as exc:
-            raise DecodeError(f"line {number} of the message body is not valid JSON: {exc}") from None
+            raise DecodeError(
+                f"line {number} of the message body is not valid JSON: {exc}"
+            ) from None
         if not isinstance(record, dict):
             raise DecodeError(
                 f"line {number} of the message body is a JSON {type(record).__name__}, "

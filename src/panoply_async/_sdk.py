@@ -446,7 +446,8 @@ class SDK:
         tail = self._tails.get(table) if type(table) is str else None
         if tail is None:
             tail = self._encoder.tail(table)
-        lines: list[tuple[bytes, bytes]] = []
+        # (record body, tail) on the fast path, (whole line, None) from the general encoder
+        lines: list[tuple[bytes, bytes | None]] = []
         append = lines.append
         dumps, default, line_limit = _dumps, _default, self._line_limit
         try:
@@ -463,20 +464,21 @@ class SDK:
                     or len(body) < 3
                     or len(body) + len(tail) > line_limit
                 ):
-                    # The general encoder returns the whole line; it ends with the tail.
-                    line = self._encoder.encode(table, data)
-                    append((line[: len(line) - len(tail)] + b"}", tail))
+                    append((self._encoder.encode(table, data), None))
                 else:
                     append((body, tail))
         except RecordError:
             self._stats.records_rejected += 1
             raise
         max_buffer = self._config.max_buffer_bytes
-        for body, tail in lines:
-            size = len(body) + len(tail)
+        for body, record_tail in lines:
+            if record_tail is None:
+                await self._accept(body)
+                continue
+            size = len(body) + len(record_tail)
             if self._buffered + size > max_buffer:
                 await self._wait_for_room(size)
-            if self._add_record(body, tail, size):
+            if self._add_record(body, record_tail, size):
                 await anyio.lowlevel.checkpoint()
         return len(lines)
 
