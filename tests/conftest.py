@@ -1,18 +1,14 @@
-"""Shared fixtures: the wire vectors and a session-wide local SQS server."""
+"""Shared fixtures: the wire vectors. The local SQS server and queues come from
+our own testing kit (``panoply_server``, ``panoply_queue``), loaded as a pytest plugin."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-
-if TYPE_CHECKING:
-    from panoply_async.local import LocalSQS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,28 +40,3 @@ def vector_credentials(vectors: dict[str, Any]) -> tuple[str, str]:
 def anyio_backend() -> str:
     return "asyncio"
 
-
-@dataclass(frozen=True)
-class QueueInfo:
-    apikey: str
-    apisecret: str
-    queue_url: str
-    endpoint_url: str
-
-
-@pytest.fixture(scope="session")
-def local_sqs() -> Iterator[LocalSQS]:
-    from panoply_async.local import LocalSQS
-
-    with LocalSQS() as server:
-        yield server
-
-
-@pytest.fixture
-def queue(local_sqs: LocalSQS) -> QueueInfo:
-    """A fresh queue with fresh credentials on the session's local server."""
-    from panoply_async.local import make_credentials
-
-    apikey, apisecret = make_credentials("test")
-    url = local_sqs.create_queue(apikey, apisecret)
-    return QueueInfo(apikey, apisecret, url, local_sqs.endpoint_url)

@@ -26,19 +26,19 @@ def port_is_open(port: int) -> bool:
 
 @pytest.mark.parametrize("signed", [False, True])
 async def test_vector_credentials_reach_their_queue(
-    local_sqs: LocalSQS, vectors: dict[str, Any], signed: bool
+    panoply_server: LocalSQS, vectors: dict[str, Any], signed: bool
 ) -> None:
     config = AioConfig(
         signature_version=None if signed else botocore.UNSIGNED,
         retries={"total_max_attempts": 1},
     )
     for case in vectors["credentials"]:
-        url = local_sqs.create_queue(case["apikey"], case["apisecret"])
+        url = panoply_server.create_queue(case["apikey"], case["apisecret"])
         assert url == case["queue_url"].replace(
-            f"https://sqs.{case['region']}.amazonaws.com", local_sqs.endpoint_url
+            f"https://sqs.{case['region']}.amazonaws.com", panoply_server.endpoint_url
         )
         async with get_session().create_client(
-            "sqs", region_name=case["region"], endpoint_url=local_sqs.endpoint_url,
+            "sqs", region_name=case["region"], endpoint_url=panoply_server.endpoint_url,
             config=config, aws_access_key_id="testing", aws_secret_access_key="testing",
         ) as client:
             await client.send_message(
@@ -49,12 +49,12 @@ async def test_vector_credentials_reach_their_queue(
                 QueueUrl=url,
                 Entries=[{"Id": "a", "MessageBody": "two"}, {"Id": "b", "MessageBody": "three"}],
             )
-        got = await local_sqs.areceive(url)
+        got = await panoply_server.areceive(url)
         assert sorted(m.body for m in got) == ["one", "three", "two"]
         first = next(m for m in got if m.body == "one")
         assert first.attributes == {"key": case["apikey"]}
         assert first.size == 3 + len("key") + len("String") + len(case["apikey"])
-        assert local_sqs.count(url) == 0
+        assert panoply_server.count(url) == 0
 
 
 def test_make_credentials_are_valid_and_fresh() -> None:

@@ -11,11 +11,11 @@ from typing import Any
 import anyio
 import pytest
 
-from conftest import QueueInfo
 from panoply_async import SDK, RecordError, decode_body
 from panoply_async._encoding import is_sqs_safe
 from panoply_async._sdk import SDK_NAME
 from panoply_async.local import LocalSQS, ReceivedMessage
+from panoply_async.testing import LocalQueue
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +26,7 @@ def records_of(messages: list[ReceivedMessage]) -> list[dict[str, Any]]:
     return [r for m in messages for r in decode_body(m.body)]
 
 
-def check_messages(messages: list[ReceivedMessage], q: QueueInfo) -> None:
+def check_messages(messages: list[ReceivedMessage], q: LocalQueue) -> None:
     for m in messages:
         assert m.size <= LIMIT
         assert m.attributes == {"key": q.apikey, "secret": q.apisecret, "sdk": SDK_NAME}
@@ -34,11 +34,11 @@ def check_messages(messages: list[ReceivedMessage], q: QueueInfo) -> None:
 
 
 async def test_fifty_thousand_records_arrive_exactly_once(
-    local_sqs: LocalSQS, queue: QueueInfo
+    panoply_server: LocalSQS, panoply_queue: LocalQueue
 ) -> None:
     tables = ("events", "users", "orders", "wide")
     written: dict[int, dict[str, Any]] = {}
-    async with SDK(queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url) as conn:
+    async with panoply_queue.sdk() as conn:
         for i in range(50_000):
             table = tables[i % 4]
             record: dict[str, Any] = {"id": i, "name": f"n{i}", "v": i * 0.5, "ok": i % 3 == 0}
@@ -46,8 +46,8 @@ async def test_fifty_thousand_records_arrive_exactly_once(
                 record.update({f"c{j}": "é" * (i % 50) for j in range(20)})
             await conn.write(table, record)
             written[i] = {**record, "__table": table}
-    messages = await local_sqs.areceive(queue.queue_url)
-    check_messages(messages, queue)
+    messages = await panoply_server.areceive(panoply_queue.queue_url)
+    check_messages(messages, panoply_queue)
     received = records_of(messages)
     counts = Counter(r["id"] for r in received)
     assert len(received) == 50_000
@@ -64,48 +64,47 @@ async def test_fifty_thousand_records_arrive_exactly_once(
 
 
 async def test_vectors_arrive_as_delivered(
-    local_sqs: LocalSQS, queue: QueueInfo, vectors: dict[str, Any]
+    panoply_server: LocalSQS, panoply_queue: LocalQueue, vectors: dict[str, Any]
 ) -> None:
-    async with SDK(queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url) as conn:
+    async with panoply_queue.sdk() as conn:
         for case in vectors["records"]:
             await conn.write(case["table"], case["data"])
-    messages = await local_sqs.areceive(queue.queue_url)
-    check_messages(messages, queue)
+    messages = await panoply_server.areceive(panoply_queue.queue_url)
+    check_messages(messages, panoply_queue)
     assert records_of(messages) == [case["delivered"] for case in vectors["records"]]
 
 
 async def test_signed_requests_work(
-    local_sqs: LocalSQS, queue: QueueInfo, monkeypatch: pytest.MonkeyPatch
+    panoply_server: LocalSQS, panoply_queue: LocalQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    async with SDK(
-        queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url, sign=True
-    ) as conn:
+    async with panoply_queue.sdk(sign=True) as conn:
         await conn.write("t", {"id": 1})
-    assert [r["id"] for r in records_of(await local_sqs.areceive(queue.queue_url))] == [1]
+    got = await panoply_server.areceive(panoply_queue.queue_url)
+    assert [r["id"] for r in records_of(got)] == [1]
 
 
 async def test_flush_delivers_before_it_returns_and_timer_waits(
-    local_sqs: LocalSQS, queue: QueueInfo
+    panoply_server: LocalSQS, panoply_queue: LocalQueue
 ) -> None:
-    async with SDK(
-        queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url, flush_interval=3600
-    ) as conn:
+    async with panoply_queue.sdk(flush_interval=3600) as conn:
         for i in range(10):
             await conn.write("t", {"id": i})
         await anyio.wait_all_tasks_blocked()
         assert conn.stats.requests == 0
-        assert await local_sqs.areceive(queue.queue_url) == []
+        assert await panoply_server.areceive(panoply_queue.queue_url) == []
         await conn.flush()
-        got = await local_sqs.areceive(queue.queue_url)
+        got = await panoply_server.areceive(panoply_queue.queue_url)
         assert [r["id"] for r in records_of(got)] == list(range(10))
         await conn.write("t", {"id": 10})
-    got = await local_sqs.areceive(queue.queue_url)
+    got = await panoply_server.areceive(panoply_queue.queue_url)
     assert [r["id"] for r in records_of(got)] == [10]
 
 
-async def test_trickle_goes_on_the_timer(local_sqs: LocalSQS, queue: QueueInfo) -> None:
+async def test_trickle_goes_on_the_timer(
+    panoply_server: LocalSQS, panoply_queue: LocalQueue
+) -> None:
     flushed = anyio.Event()
     payloads: list[dict[str, Any]] = []
 
@@ -113,20 +112,18 @@ async def test_trickle_goes_on_the_timer(local_sqs: LocalSQS, queue: QueueInfo) 
         payloads.append(data)
         flushed.set()
 
-    async with SDK(
-        queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url, flush_interval=0.1
-    ) as conn:
+    async with panoply_queue.sdk(flush_interval=0.1) as conn:
         conn.on("flush", on_flush)
         await conn.write("t", {"id": 1})
         with anyio.fail_after(30):
             await flushed.wait()
-        got = await local_sqs.areceive(queue.queue_url)
+        got = await panoply_server.areceive(panoply_queue.queue_url)
         assert [r["id"] for r in records_of(got)] == [1]
     assert payloads[0]["reasons"] == {"timer": 1}
 
 
 async def test_bad_records_rejected_neighbours_arrive(
-    local_sqs: LocalSQS, queue: QueueInfo
+    panoply_server: LocalSQS, panoply_queue: LocalQueue
 ) -> None:
     bad: list[tuple[Any, Any]] = [
         (None, {}),
@@ -137,27 +134,27 @@ async def test_bad_records_rejected_neighbours_arrive(
         ("t", {"s": "bad \udfff"}),
         ("t", {"huge": "h" * LIMIT}),
     ]
-    async with SDK(queue.apikey, queue.apisecret, endpoint_url=queue.endpoint_url) as conn:
+    async with panoply_queue.sdk() as conn:
         for i, (table, data) in enumerate(bad):
             await conn.write("t", {"id": i})
             with pytest.raises(RecordError) as info:
                 await conn.write(table, data)
             assert isinstance(info.value, (TypeError, ValueError))
         await conn.write("t", {"id": len(bad)})
-    got = records_of(await local_sqs.areceive(queue.queue_url))
+    got = records_of(await panoply_server.areceive(panoply_queue.queue_url))
     assert [r["id"] for r in got] == list(range(len(bad) + 1))
 
 
 async def test_secret_never_leaks(
-    local_sqs: LocalSQS,
-    queue: QueueInfo,
+    panoply_server: LocalSQS,
+    panoply_queue: LocalQueue,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
-    secret = queue.apisecret
+    secret = panoply_queue.apisecret
     texts: list[str] = []
     with caplog.at_level(logging.DEBUG):
-        conn = SDK(queue.apikey, secret, endpoint_url=queue.endpoint_url, spool_dir=tmp_path)
+        conn = panoply_queue.sdk(spool_dir=tmp_path)
         texts.append(repr(conn))
         async with conn:
             await conn.write("t", {"id": 1})
@@ -168,8 +165,8 @@ async def test_secret_never_leaks(
             await conn.flush()
             texts.append(repr(conn.stats))
         # A queue that does not exist: the error path, spooled.
-        dead = SDK(queue.apikey, secret, endpoint_url="http://127.0.0.1:9", spool_dir=tmp_path,
-                   max_attempts=1, request_timeout=5)
+        dead = SDK(panoply_queue.apikey, secret, endpoint_url="http://127.0.0.1:9",
+                   spool_dir=tmp_path, max_attempts=1, request_timeout=5)
         dead.on("error", lambda data: texts.append(repr(data)))
         async with dead:
             await dead.write("t", {"id": 2})
