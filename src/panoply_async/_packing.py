@@ -81,6 +81,11 @@ class Packer:
         self._records += 1
         return finished
 
+    def closes(self, size: int) -> bool:
+        """Whether adding a line of ``size`` bytes will close a body."""
+        after = len(self._buffer) + size
+        return after > self._body_limit or self._body_limit - after < MIN_LINE_BYTES
+
     def full(self) -> bool:
         """True when no further line can fit, so the body may be sent at once."""
         return self._body_limit - len(self._buffer) < MIN_LINE_BYTES

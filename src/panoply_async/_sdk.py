@@ -335,6 +335,13 @@ class SDK:
         return self._stats
 
     @property
+    def buffered_bytes(self) -> int:
+        """Bytes accepted and not yet finished: open message, queued and in flight.
+
+        Never more than ``max_buffer_bytes``: ``write()`` waits instead."""
+        return self._buffered
+
+    @property
     def config(self) -> SDKConfig:
         return self._config
 
@@ -430,8 +437,10 @@ class SDK:
                     size <= self._line_limit
                     and self._buffered + size <= self._config.max_buffer_bytes
                 ):
-                    if self._add_record(body, tail, size):
-                        await anyio.lowlevel.checkpoint()
+                    if self._packer.closes(size):
+                        await self._add_closing(body, tail, size)
+                    else:
+                        self._add_record(body, tail, size)
                     return
         await self._accept(self._encode(table, data))
 
@@ -478,8 +487,10 @@ class SDK:
             size = len(body) + len(record_tail)
             if self._buffered + size > max_buffer:
                 await self._wait_for_room(size)
-            if self._add_record(body, record_tail, size):
-                await anyio.lowlevel.checkpoint()
+            if self._packer.closes(size):
+                await self._add_closing(body, record_tail, size)
+            else:
+                self._add_record(body, record_tail, size)
         return len(lines)
 
     async def flush(self) -> None:
@@ -568,13 +579,28 @@ class SDK:
         size = len(line)
         if self._buffered + size > self._config.max_buffer_bytes:
             await self._wait_for_room(size)
+        closes = self._packer.closes(size)
+        if closes:
+            await anyio.lowlevel.checkpoint_if_cancelled()
         stats = self._stats
         finished = self._packer.add(line)
         self._buffered += size
         stats.records_accepted += 1
         stats.records_pending += 1
-        if self._after_add(finished):
-            await anyio.lowlevel.checkpoint()
+        self._after_add(finished)
+        if closes:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _add_closing(self, body: bytes, tail: bytes, size: int) -> None:
+        """Buffer a record that closes a message, and let the senders start on it.
+
+        A cancelled ``write()`` must not have accepted its record, and an
+        accepted record must not raise: so cancellation is checked before
+        accepting, and the yield after it is shielded.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._add_record(body, tail, size)
+        await anyio.lowlevel.cancel_shielded_checkpoint()
 
     def _add_record(self, body: bytes, tail: bytes, size: int) -> bool:
         """Buffer one encoded record (room already checked); True if a message was closed."""

@@ -1,156 +1,326 @@
-"""An embedded local SQS server (moto) for the demo, tests and development.
+"""An embedded local SQS server (moto) for the demo, tests, benchmarks and development.
 
-``LocalSQS`` serves moto's SQS on 127.0.0.1 (a free port) in a background
-thread. Two things make it usable by this SDK out of the box:
+``LocalSQS`` serves moto's SQS on 127.0.0.1 (a free port by default) in a
+background thread; ``python -m panoply_async.local`` serves it in a process of
+its own. Out of the box, moto would not work for this SDK, for two reasons:
 
-* moto decides which service a request is for from its signature's credential
-  scope; the unsigned requests our SDK sends by default (like the legacy SDK)
-  would be routed to S3. This server serves SQS only, so every request reaches
-  SQS, signed or not.
-* moto keeps queues per AWS account and region, taken from the signature.
-  Panoply queue URLs carry the customer's AWS account and region, which dummy
-  credentials do not match, so every request is put in one namespace (moto's
-  default account, ``us-east-1``). Queue names are unique per credentials
-  (``sdk-ACCOUNT-RAND2``), so nothing collides.
+* **Routing.** moto's server picks the AWS service from a request's signature
+  (its credential scope) or a handful of known unsigned targets. An unsigned
+  SQS request has no credential scope and ``AmazonSQS`` is not among moto's
+  unsigned targets, so it is answered as S3. This server serves SQS only, so
+  every request reaches SQS, signed or not.
+* **Namespaces.** moto keeps queues per (account, region). It takes the region
+  from the signature (``us-east-1`` when unsigned) and the account from the
+  ``x-moto-account-id`` header, else from the access key (moto's default
+  account for any key it does not know). It never looks at the account in a
+  queue URL's path, only at the queue name at its end. So a queue created
+  signed for ``eu-west-1`` would be invisible to unsigned requests, and vice
+  versa. This server therefore puts every request it receives in one
+  namespace of its own: a 12-digit account id allocated per ``LocalSQS``
+  instance, region ``us-east-1``. Any Panoply credentials (any AWS account,
+  any region) reach their queue, signed or unsigned, and two servers in one
+  process do not see each other's queues. Within one server, queues are told
+  apart by name only (``sdk-ACCOUNT-RAND2``), as moto does.
 
-moto's backends are global to the process: two ``LocalSQS`` servers in one
-process share queues. Use fresh credentials (``make_credentials``) per test.
-
-Run ``python -m panoply_async.local`` to serve in a process of its own.
+moto's state is global to the process; the per-instance account is what
+isolates servers. Setting ``MOTO_ACCOUNT_ID`` in the environment overrides it
+and makes all servers share one namespace.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import logging
+import contextlib
+import math
+import os
+import re
 import secrets
 import signal
+import socket
+import stat
 import string
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from base64 import b64encode
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 
 from ._credentials import parse_credentials
 
+if TYPE_CHECKING:
+    from werkzeug.serving import BaseWSGIServer
+
 __all__ = ["LocalSQS", "ReceivedMessage", "main", "make_credentials"]
 
-_NAMESPACE_HOST = "sqs.us-east-1.amazonaws.com"
+#: The region of every namespace (see the module docstring).
+_REGION = "us-east-1"
 _ALPHABET = string.ascii_letters + string.digits
+#: SQS caps a single long poll at 20 seconds.
+_MAX_WAIT_SECONDS = 20
+#: Long enough that a message being received is not redelivered before it is deleted.
+_RECEIVE_VISIBILITY_SECONDS = 60
+_SHUTDOWN_POLL_SECONDS = 0.05
+
+_WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def make_credentials(
     account: str = "demo", *, aws_account: str = "123456789012", region: str = "us-east-1"
 ) -> tuple[str, str]:
-    """A fresh, valid ``(apikey, apisecret)`` pair, for local servers and tests."""
-    rand1 = "".join(secrets.choice(_ALPHABET) for _ in range(12))
-    rand2 = "".join(secrets.choice(_ALPHABET) for _ in range(12))
+    """A fresh, random, valid ``(apikey, apisecret)`` pair for local servers and tests.
+
+    The api key is ``ACCOUNT/RAND1``; the secret is base64 of
+    ``RAND2/UUID/AWS_ACCOUNT/REGION`` (DESIGN §1). ``RAND2`` names the queue,
+    so every call points to a queue of its own.
+    """
+    rand1 = _random_token(16)
+    rand2 = _random_token(12)
     apikey = f"{account}/{rand1}"
-    apisecret = base64.b64encode(f"{rand2}/{uuid.uuid4()}/{aws_account}/{region}".encode())
-    parse_credentials(apikey, apisecret)  # refuse to hand out what the SDK would refuse
-    return apikey, apisecret.decode()
+    apisecret = b64encode(f"{rand2}/{uuid.uuid4()}/{aws_account}/{region}".encode()).decode()
+    # Refuse to hand out credentials the SDK itself would refuse (bad account or region).
+    parse_credentials(apikey, apisecret)
+    return apikey, apisecret
+
+
+def _random_token(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
 @dataclass(frozen=True)
 class ReceivedMessage:
-    """A message read back from the local server."""
+    """A message read back from a local server."""
 
     body: str
-    #: message attribute name -> string value
+    #: message attribute name -> its ``StringValue`` (binary attributes are left out)
     attributes: dict[str, str]
-    #: size as SQS counts it: body plus attribute names, types and values, in bytes
+    #: the size SQS counts against its limit: UTF-8 body plus, per message
+    #: attribute, its name, data type and value, in bytes
     size: int
 
 
-def _message_size(body: str, attributes: dict[str, Any]) -> int:
+def _received_message(message: Mapping[str, Any]) -> ReceivedMessage:
+    body: str = message["Body"]
+    raw_attributes: Mapping[str, Mapping[str, Any]] = message.get("MessageAttributes", {})
+    attributes = {
+        name: value["StringValue"]
+        for name, value in raw_attributes.items()
+        if "StringValue" in value
+    }
+    return ReceivedMessage(body, attributes, _message_size(body, raw_attributes))
+
+
+def _message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
     size = len(body.encode("utf-8"))
     for name, value in attributes.items():
-        size += len(name.encode()) + len(str(value.get("DataType", "")).encode())
-        size += len(str(value.get("StringValue", "")).encode())
+        size += len(name.encode("utf-8")) + len(str(value.get("DataType", "")).encode("utf-8"))
+        if "StringValue" in value:
+            size += len(str(value["StringValue"]).encode("utf-8"))
+        elif "BinaryValue" in value:
+            size += len(value["BinaryValue"])
     return size
 
 
-def _sqs_only_app() -> Callable[..., Iterable[bytes]]:
+# -- namespaces ----------------------------------------------------------------------
+
+_accounts_lock = threading.Lock()
+_accounts_in_use: set[str] = set()
+
+
+def _allocate_account() -> str:
+    """A 12-digit moto account id no other live server in this process uses."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+
+    with _accounts_lock:
+        while True:
+            account = f"{secrets.randbelow(10**12):012d}"
+            if account != DEFAULT_ACCOUNT_ID and account not in _accounts_in_use:
+                _accounts_in_use.add(account)
+                return account
+
+
+def _release_account(account: str) -> None:
+    """Forget everything moto holds for ``account``, so stopped servers free their memory."""
+    from moto.iam.models import iam_backends
+    from moto.sqs.models import sqs_backends
+
+    # dict.pop, not del: BackendDict.__getitem__ would create the account to delete it.
+    sqs_backends.pop(account, None)
+    iam_backends.pop(account, None)  # moto records every account it sees in IAM
+    with _accounts_lock:
+        _accounts_in_use.discard(account)
+
+
+# -- the WSGI side --------------------------------------------------------------------
+
+_USER_AGENT_REGION = re.compile(r"\bregion/\S+")
+
+
+def _sqs_app(account: str) -> _WSGIApp:
+    """moto's SQS app with every request moved into the namespace ``(account, us-east-1)``."""
     from moto.moto_server.werkzeug_app import create_backend_app
 
-    app = create_backend_app("sqs")
+    app: _WSGIApp = create_backend_app("sqs")
 
-    def sqs_only(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        # One namespace for every request, signed or not (see the module docstring).
-        environ["HTTP_HOST"] = _NAMESPACE_HOST
+    def one_namespace(
+        environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        # moto reads the region from the signature and the account from the access key;
+        # without them every request falls back to the region and header set here.
+        # Nothing is lost: moto does not verify signatures anyway.
         environ.pop("HTTP_AUTHORIZATION", None)
-        result: Iterable[bytes] = app(environ, start_response)
-        return result
+        environ["HTTP_X_MOTO_ACCOUNT_ID"] = account
+        user_agent = environ.get("HTTP_USER_AGENT")
+        if user_agent:
+            # moto would also take a region from a "region/..." token in the user agent.
+            environ["HTTP_USER_AGENT"] = _USER_AGENT_REGION.sub("", user_agent)
+        return app(environ, start_response)
 
-    return sqs_only
+    return one_namespace
+
+
+class _Connections:
+    """The open client connections of one server, so that stop() can close them.
+
+    Clients keep connections alive; without this, a stopped server would go on
+    answering on them from its handler threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+
+    def add(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.add(connection)
+
+    def discard(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(connection)
+
+    def close_all(self) -> None:
+        with self._lock:
+            connections, self._open = self._open, set()
+        for connection in connections:
+            with contextlib.suppress(OSError):  # the client may have closed it already
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+def _make_server(port: int, app: _WSGIApp, connections: _Connections) -> BaseWSGIServer:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    class Handler(MotoRequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            connections.add(self.connection)
+
+        def finish(self) -> None:
+            connections.discard(self.connection)
+            super().finish()
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass  # one line per request on stderr drowns everything else
+
+    # Only ever the loopback interface: this server has no authentication at all.
+    server: BaseWSGIServer = make_server(
+        "127.0.0.1", port, app, threaded=True, request_handler=Handler
+    )
+    return server
+
+
+# -- the server -----------------------------------------------------------------------
+
+
+class _Running:
+    """What exists only while a LocalSQS runs."""
+
+    def __init__(self, port: int) -> None:
+        self.account = _allocate_account()
+        try:
+            self.connections = _Connections()
+            self.server = _make_server(port, _sqs_app(self.account), self.connections)
+        except BaseException:
+            _release_account(self.account)
+            raise
+        self.thread = threading.Thread(
+            target=self.server.serve_forever,
+            # shutdown() waits for the loop to notice; the default 0.5 s makes every stop slow.
+            kwargs={"poll_interval": _SHUTDOWN_POLL_SECONDS},
+            name="panoply-local-sqs",
+            daemon=True,
+        )
+        self.thread.start()
+        self.client: Any = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.server.shutdown()
+        self.server.server_close()
+        self.connections.close_all()
+        self.thread.join()
+        _release_account(self.account)
 
 
 class LocalSQS:
     """moto's SQS served on ``127.0.0.1`` in a background thread.
 
-    Use as ``with LocalSQS() as server:`` or ``async with LocalSQS() as server:``
-    (start and stop then run in a worker thread), or call :meth:`start` and
-    :meth:`stop`. ``port=0`` picks a free port; :attr:`endpoint_url` tells it.
+    Use ``with LocalSQS() as server:``, ``async with LocalSQS() as server:``
+    (start and stop then run in a worker thread, off the event loop), or call
+    :meth:`start` and :meth:`stop`. ``port=0`` (the default) picks a free
+    port; :attr:`endpoint_url` tells which. Signed and unsigned requests are
+    both served; each instance has queues of its own (see the module docstring).
     """
 
     def __init__(self, *, port: int = 0) -> None:
-        self._requested_port = port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._client: Any = None
+        self._port = port
         self._lock = threading.Lock()
+        self._running: _Running | None = None
 
     def __repr__(self) -> str:
-        state = self.endpoint_url if self._server is not None else "stopped"
-        return f"LocalSQS({state})"
+        running = self._running
+        return f"LocalSQS({running.endpoint_url if running else 'stopped'})"
 
     @property
     def endpoint_url(self) -> str:
-        if self._server is None:
+        """``http://127.0.0.1:PORT``; raises ``RuntimeError`` when not running."""
+        return self._require_running().endpoint_url
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is serving."""
+        return self._running is not None
+
+    def _require_running(self) -> _Running:
+        running = self._running
+        if running is None:
             raise RuntimeError("LocalSQS is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return running
 
     def start(self) -> LocalSQS:
+        """Start serving (no-op when already running); returns ``self``."""
         with self._lock:
-            if self._server is not None:
-                return self
-            from werkzeug.serving import WSGIRequestHandler, make_server
-
-            class QuietHandler(WSGIRequestHandler):
-                def log_request(self, *args: Any, **kwargs: Any) -> None:
-                    pass
-
-            self._server = make_server(
-                "127.0.0.1",
-                self._requested_port,
-                _sqs_only_app(),
-                threaded=True,
-                request_handler=QuietHandler,
-            )
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, name="panoply-local-sqs", daemon=True
-            )
-            self._thread.start()
+            if self._running is None:
+                self._running = _Running(self._port)
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the port. Safe to call more than once."""
+        """Stop serving, close the port and drop this server's queues. Idempotent."""
         with self._lock:
-            server, thread, client = self._server, self._thread, self._client
-            self._server = self._thread = self._client = None
-        if client is not None:
-            client.close()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join()
+            running, self._running = self._running, None
+        if running is not None:
+            running.stop()
 
     def __enter__(self) -> LocalSQS:
         return self.start()
@@ -173,101 +343,174 @@ class LocalSQS:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Stop even when cancelled, or the thread and port would outlive the block.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.stop)
 
-    # -- queues ---------------------------------------------------------------------
+    # -- queues -----------------------------------------------------------------------
 
-    def _sqs(self) -> Any:
+    def _client(self) -> Any:
+        """A sync botocore client for this server, made on first use."""
         with self._lock:
-            if self._client is None:
-                import botocore
-                import botocore.session
-                from botocore.config import Config
-
-                self._client = botocore.session.get_session().create_client(
-                    "sqs",
-                    region_name="us-east-1",
-                    endpoint_url=self.endpoint_url,
-                    config=Config(
-                        signature_version=botocore.UNSIGNED,
-                        retries={"total_max_attempts": 1},
-                    ),
-                )
-            return self._client
+            running = self._require_running()
+            if running.client is None:
+                running.client = _botocore_client(running.endpoint_url)
+            return running.client
 
     def queue_url(self, apikey: str | bytes, apisecret: str | bytes) -> str:
-        """The URL, on this server, of the queue the credentials point to."""
+        """The URL on this server of the queue the credentials point to."""
         return parse_credentials(apikey, apisecret).queue_url(self.endpoint_url)
 
     def create_queue(self, apikey: str | bytes, apisecret: str | bytes) -> str:
-        """Create the queue the credentials point to; returns its URL on this server."""
+        """Create the queue the credentials point to; returns its URL on this server.
+
+        The URL is ``{endpoint_url}/{AWS_ACCOUNT}/sdk-{ACCOUNT}-{RAND2}``. Creating
+        a queue that exists already is fine.
+        """
         credentials = parse_credentials(apikey, apisecret)
-        self._sqs().create_queue(QueueName=credentials.queue_name)
+        self._client().create_queue(QueueName=credentials.queue_name)
         return credentials.queue_url(self.endpoint_url)
 
-    def receive(self, queue_url: str, *, max_messages: int | None = None) -> list[ReceivedMessage]:
-        """Receive and delete every message now in the queue (or ``max_messages``)."""
-        client = self._sqs()
+    def receive(
+        self, queue_url: str, *, max_messages: int | None = None, wait_seconds: float = 0
+    ) -> list[ReceivedMessage]:
+        """Receive and delete the messages in the queue.
+
+        Without ``max_messages``: everything there now, or, if the queue is empty,
+        whatever arrives first within ``wait_seconds``. With ``max_messages``: at
+        most that many, waiting up to ``wait_seconds`` in total for them to arrive.
+        """
+        client = self._client()
+        deadline = time.monotonic() + wait_seconds
         received: list[ReceivedMessage] = []
         while max_messages is None or len(received) < max_messages:
-            want = 10 if max_messages is None else min(10, max_messages - len(received))
-            response = client.receive_message(
+            want_more = max_messages is not None or not received
+            remaining = deadline - time.monotonic()
+            wait = _poll_seconds(remaining) if want_more else 0
+            batch = 10 if max_messages is None else min(10, max_messages - len(received))
+            messages = client.receive_message(
                 QueueUrl=queue_url,
-                MaxNumberOfMessages=want,
+                MaxNumberOfMessages=batch,
                 MessageAttributeNames=["All"],
-                VisibilityTimeout=60,
-            )
-            messages = response.get("Messages", [])
-            if not messages:
+                VisibilityTimeout=_RECEIVE_VISIBILITY_SECONDS,
+                WaitTimeSeconds=wait,
+            ).get("Messages", [])
+            if messages:
+                received.extend(_received_message(message) for message in messages)
+                _delete(client, queue_url, messages)
+            elif not want_more or deadline <= time.monotonic():
                 break
-            for message in messages:
-                attributes = message.get("MessageAttributes", {})
-                received.append(
-                    ReceivedMessage(
-                        body=message["Body"],
-                        attributes={k: v.get("StringValue", "") for k, v in attributes.items()},
-                        size=_message_size(message["Body"], attributes),
-                    )
-                )
-            client.delete_message_batch(
-                QueueUrl=queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)
-                ],
-            )
         return received
 
     async def areceive(
-        self, queue_url: str, *, max_messages: int | None = None
+        self, queue_url: str, *, max_messages: int | None = None, wait_seconds: float = 0
     ) -> list[ReceivedMessage]:
         """:meth:`receive` in a worker thread, so the event loop keeps running."""
-        return await anyio.to_thread.run_sync(
-            lambda: self.receive(queue_url, max_messages=max_messages)
-        )
+
+        def receive() -> list[ReceivedMessage]:
+            return self.receive(queue_url, max_messages=max_messages, wait_seconds=wait_seconds)
+
+        return await anyio.to_thread.run_sync(receive)
 
     def count(self, queue_url: str) -> int:
-        """Approximate number of messages waiting in the queue."""
-        response = self._sqs().get_queue_attributes(
+        """Approximate number of visible messages in the queue (for debugging)."""
+        response = self._client().get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )
         return int(response["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve until SIGTERM or SIGINT; first print one line ``endpoint=URL``."""
+def _poll_seconds(remaining: float) -> int:
+    """``WaitTimeSeconds`` for a long poll of at most ``remaining`` seconds (whole seconds)."""
+    if remaining <= 0:
+        return 0
+    return min(_MAX_WAIT_SECONDS, max(1, math.ceil(remaining)))
+
+
+def _delete(client: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:
+    client.delete_message_batch(
+        QueueUrl=queue_url,
+        Entries=[
+            {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+            for index, message in enumerate(messages)
+        ],
+    )
+
+
+def _botocore_client(endpoint_url: str) -> Any:
+    import botocore
+    import botocore.session
+    from botocore.config import Config
+
+    # Unsigned, like the SDK by default; the region does not matter to this server.
+    return botocore.session.get_session().create_client(
+        "sqs",
+        region_name=_REGION,
+        endpoint_url=endpoint_url,
+        config=Config(
+            signature_version=botocore.UNSIGNED,
+            retries={"total_max_attempts": 1},
+            # A long poll (up to 20 s) must not time out on the client first.
+            read_timeout=_MAX_WAIT_SECONDS + 10,
+        ),
+    )
+
+
+# -- command line ---------------------------------------------------------------------
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m panoply_async.local", description="Serve a local SQS (moto) on 127.0.0.1."
+        prog="python -m panoply_async.local",
+        description=(
+            "Serve a local SQS (moto) on 127.0.0.1. Prints one line 'endpoint=URL', "
+            "then serves until SIGTERM, SIGINT or end of input on stdin."
+        ),
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
-    parser.add_argument("--create-queue-for", nargs=2, metavar=("APIKEY", "APISECRET"),
-                        help="create the queue these credentials point to")
-    args = parser.parse_args(argv)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    parser.add_argument(
+        "--create-queue-for",
+        nargs=2,
+        metavar=("APIKEY", "APISECRET"),
+        help="create the queue these credentials point to before serving",
+    )
+    return parser.parse_args(argv)
+
+
+def _stdin_can_signal_eof() -> bool:
+    """Whether stdin is something a parent closes on purpose (a pipe, socket or terminal).
+
+    A server started with stdin on /dev/null or a file would otherwise stop at once.
+    """
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(sys.stdin.fileno())
+
+
+def _set_on_stdin_eof(stop: threading.Event) -> None:
+    def watch() -> None:
+        fd = sys.stdin.fileno()
+        try:
+            while os.read(fd, 65536):
+                pass
+        except OSError:
+            pass
+        stop.set()
+
+    threading.Thread(target=watch, name="panoply-local-stdin", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a LocalSQS until SIGTERM, SIGINT or stdin EOF; first print ``endpoint=URL``."""
+    args = _parse_args(argv)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if _stdin_can_signal_eof():
+        # A parent that dies or closes our stdin takes the server with it: no orphans.
+        _set_on_stdin_eof(stop)
     with LocalSQS(port=args.port) as server:
         if args.create_queue_for:
             server.create_queue(*args.create_queue_for)

@@ -59,9 +59,10 @@ class LocalQueue:
         """An :class:`SDK` sending to this queue; ``options`` as for ``SDK``."""
         return SDK(self.apikey, self.apisecret, endpoint_url=self.endpoint_url, **options)
 
-    def messages(self) -> list[ReceivedMessage]:
-        """Receive (and delete) every message now in the queue."""
-        return self.server.receive(self.queue_url)
+    def messages(self, *, wait_seconds: float = 0) -> list[ReceivedMessage]:
+        """Receive (and delete) every message now in the queue; if it is empty, wait
+        up to ``wait_seconds`` for the first to arrive."""
+        return self.server.receive(self.queue_url, wait_seconds=wait_seconds)
 
     def records(self) -> list[dict[str, Any]]:
         """Receive every message now in the queue and decode its records."""
@@ -71,8 +72,9 @@ class LocalQueue:
         """:meth:`records` grouped by table (see :func:`group_by_table`)."""
         return group_by_table(self.records())
 
-    async def amessages(self) -> list[ReceivedMessage]:
-        return await self.server.areceive(self.queue_url)
+    async def amessages(self, *, wait_seconds: float = 0) -> list[ReceivedMessage]:
+        """:meth:`messages` without blocking the event loop."""
+        return await self.server.areceive(self.queue_url, wait_seconds=wait_seconds)
 
     async def arecords(self) -> list[dict[str, Any]]:
         return [r for m in await self.amessages() for r in decode_body(m.body)]
