@@ -8,12 +8,17 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from ._encoding import decode_body
 from ._sdk import SDK
+
+if TYPE_CHECKING:
+    from .local import ReceivedMessage
 
 __all__ = ["DemoSummary", "demo_records", "run_demo"]
 
@@ -54,8 +59,11 @@ class DemoSummary:
     bytes: int
     seconds: float
     per_table: dict[str, int]
+    #: records write() accepted (fewer than asked for when interrupted)
+    accepted: int
     missing: int
     duplicates: int
+    interrupted: bool = False
 
     @property
     def records_per_second(self) -> float:
@@ -63,23 +71,51 @@ class DemoSummary:
 
     @property
     def ok(self) -> bool:
-        return self.missing == 0 and self.duplicates == 0
+        return self.missing == 0 and self.duplicates == 0 and self.records == self.accepted
 
 
-async def run_demo(count: int = 100_000) -> DemoSummary:
-    """Start a local server, stream ``count`` records, receive and check them."""
+async def run_demo(
+    count: int = 100_000,
+    *,
+    result: list[DemoSummary] | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> DemoSummary:
+    """Start a local server, stream ``count`` records, receive and check them.
+
+    When cancelled (Ctrl-C), the SDK still drains what was accepted; the demo
+    then checks that exactly those records arrived, appends the summary to
+    ``result`` and re-raises.
+    """
     from .local import LocalSQS, make_credentials
 
     apikey, apisecret = make_credentials("demo")
+    accepted = 0
+    interrupted = False
     async with LocalSQS() as server:
         queue_url = server.create_queue(apikey, apisecret)
         started = time.perf_counter()
-        async with SDK(apikey, apisecret, endpoint_url=server.endpoint_url) as conn:
-            for table, record in demo_records(count):
-                await conn.write(table, record)
+        try:
+            async with SDK(apikey, apisecret, endpoint_url=server.endpoint_url) as conn:
+                if on_start is not None:
+                    on_start()
+                for table, record in demo_records(count):
+                    await conn.write(table, record)
+                    accepted += 1
+        except anyio.get_cancelled_exc_class():
+            interrupted = True
         seconds = time.perf_counter() - started
-        received = await server.areceive(queue_url)
+        with anyio.CancelScope(shield=True):
+            received = await server.areceive(queue_url)
+    summary = _summarise(received, accepted, seconds)
+    summary.interrupted = interrupted
+    if result is not None:
+        result.append(summary)
+    if interrupted:
+        raise anyio.get_cancelled_exc_class()()
+    return summary
 
+
+def _summarise(received: list[ReceivedMessage], accepted: int, seconds: float) -> DemoSummary:
     seen: Counter[int] = Counter()
     per_table: Counter[str] = Counter()
     for message in received:
@@ -92,6 +128,7 @@ async def run_demo(count: int = 100_000) -> DemoSummary:
         bytes=sum(len(m.body.encode()) for m in received),
         seconds=seconds,
         per_table=dict(sorted(per_table.items())),
-        missing=sum(1 for i in range(count) if i not in seen),
+        accepted=accepted,
+        missing=sum(1 for i in range(accepted) if i not in seen),
         duplicates=sum(n - 1 for n in seen.values() if n > 1),
     )

@@ -579,39 +579,38 @@ class SDK:
         size = len(line)
         if self._buffered + size > self._config.max_buffer_bytes:
             await self._wait_for_room(size)
-        closes = self._packer.closes(size)
-        if closes:
-            await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._packer.closes(size):
+            await self._yield_before_closing(size)
         stats = self._stats
         finished = self._packer.add(line)
         self._buffered += size
         stats.records_accepted += 1
         stats.records_pending += 1
         self._after_add(finished)
-        if closes:
-            await anyio.lowlevel.cancel_shielded_checkpoint()
 
     async def _add_closing(self, body: bytes, tail: bytes, size: int) -> None:
-        """Buffer a record that closes a message, and let the senders start on it.
-
-        A cancelled ``write()`` must not have accepted its record, and an
-        accepted record must not raise: so cancellation is checked before
-        accepting, and the yield after it is shielded.
-        """
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        """Buffer a record that closes a message."""
+        await self._yield_before_closing(size)
         self._add_record(body, tail, size)
-        await anyio.lowlevel.cancel_shielded_checkpoint()
 
-    def _add_record(self, body: bytes, tail: bytes, size: int) -> bool:
-        """Buffer one encoded record (room already checked); True if a message was closed."""
+    async def _yield_before_closing(self, size: int) -> None:
+        """Close the open message if the next record does not fit, then yield to
+        the senders. Nothing is accepted after the yield's await, so a cancelled
+        ``write()`` never accepted its record and an accepted one never raises."""
+        if self._packer.size + size > self._packer.body_limit:
+            self._close_open_message("full")
+        await anyio.lowlevel.checkpoint()
+
+    def _add_record(self, body: bytes, tail: bytes, size: int) -> None:
+        """Buffer one encoded record; the caller checked the room."""
         finished = self._packer.add_record(body, tail)
         self._buffered += size
         stats = self._stats
         stats.records_accepted += 1
         stats.records_pending += 1
-        return self._after_add(finished)
+        self._after_add(finished)
 
-    def _after_add(self, finished: tuple[bytes, int] | None) -> bool:
+    def _after_add(self, finished: tuple[bytes, int] | None) -> None:
         packer = self._packer
         if finished is not None:
             self._enqueue(finished[0], finished[1], "full")
@@ -620,9 +619,6 @@ class SDK:
             self._opened()
         if packer.full():
             self._close_open_message("full")
-            return True
-        # Closing a message lets the senders start on it while the producer goes on.
-        return finished is not None
 
     async def _wait_for_room(self, size: int) -> None:
         while self._buffered + size > self._config.max_buffer_bytes:

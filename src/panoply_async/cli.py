@@ -68,12 +68,20 @@ def cli() -> None:
               help="How many records to stream.")
 def demo(records: int) -> None:
     """Stream records through a local SQS server and check that every one arrived."""
-    from ._demo import run_demo
+    from ._demo import DemoSummary, run_demo
+
+    result: list[DemoSummary] = []
+
+    def started() -> None:
+        click.echo(f"streaming {records:,} records to a local SQS server...", err=True)
 
     try:
-        summary = anyio.run(run_demo, records)
+        anyio.run(lambda: run_demo(records, result=result, on_start=started))
     except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
+        pass
+    if not result:
+        fail("interrupted before the demo started", EXIT_INTERRUPTED)
+    summary = result[0]
     click.echo(
         f"{summary.records:,} records in {summary.messages} messages "
         f"({summary.bytes / 1e6:.1f} MB) in {summary.seconds:.2f} s: "
@@ -82,7 +90,12 @@ def demo(records: int) -> None:
     for table, count in summary.per_table.items():
         click.echo(f"  {table}: {count:,}")
     if not summary.ok:
-        fail(f"missing {summary.missing}, duplicates {summary.duplicates}")
+        fail(f"accepted {summary.accepted:,}, missing {summary.missing}, "
+             f"duplicates {summary.duplicates}")
+    if summary.interrupted:
+        click.echo(f"interrupted after {summary.accepted:,} records; every accepted record "
+                   "arrived exactly once", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     click.echo("every record arrived exactly once")
 
 
