@@ -16,6 +16,7 @@ from ._exceptions import (
     RecordTooLargeError,
     RecordTypeError,
 )
+from ._pipeline import IngestResult
 from ._sdk import SDK, ReplayResult, SDKConfig, Stats
 from ._transport import (
     EntryFailure,
@@ -27,22 +28,47 @@ from ._transport import (
     Transport,
 )
 from ._version import __version__
+from .datasource import (
+    DataSource,
+    Field,
+    Metadata,
+    RecordGroup,
+    Resource,
+    to_record,
+)
+from .decorators import background_progress, validate_token
+from .errors import (
+    DataSourceException,
+    PanoplyException,
+    Phase,
+    set_internal_code,
+    wrap_errors,
+)
 
 __all__ = [
     "SDK",
     "ConfigurationError",
     "Credentials",
     "CredentialsError",
+    "DataSource",
+    "DataSourceException",
     "DecodeError",
     "DeliveryError",
     "EntryFailure",
+    "Field",
+    "IngestResult",
     "MemoryTransport",
     "Message",
+    "Metadata",
     "PanoplyError",
+    "PanoplyException",
+    "Phase",
     "RecordError",
+    "RecordGroup",
     "RecordTooLargeError",
     "RecordTypeError",
     "ReplayResult",
+    "Resource",
     "SDKConfig",
     "SQSTransport",
     "SendError",
@@ -50,7 +76,12 @@ __all__ = [
     "Stats",
     "Transport",
     "__version__",
+    "background_progress",
     "decode_body",
     "encode_record",
     "parse_credentials",
+    "set_internal_code",
+    "to_record",
+    "validate_token",
+    "wrap_errors",
 ]

@@ -60,14 +60,13 @@ class TableRouter:
     * plain records: ``source["destination"]``, else ``source["type"]``; the
       name may hold ``{field}`` placeholders filled from each record (legacy
       connectors used ``"typeform_{__table}"``);
-    * records of a ``RecordGroup``: its ``metadata["resource_id"]``, unless the
-      source sets ``destination`` explicitly: then that template, whose
-      placeholders may also use ``{resource_id}``.
+    * records of a ``RecordGroup``: its ``metadata["resource_id"]``, unless
+      ``destination`` has a ``{resource_id}`` placeholder (``"crm_{resource_id}"``):
+      then that template, filled from ``resource_id`` and the record.
     """
 
     def __init__(self, source: Mapping[str, Any]) -> None:
         destination = source.get("destination")
-        self.explicit = bool(destination)
         template = destination or source.get("type")
         if template is not None and not isinstance(template, str):
             raise PanoplyException(
@@ -79,9 +78,10 @@ class TableRouter:
             if template
             else []
         )
+        self.groups_use_template = "resource_id" in self.fields
 
     def table(self, record: Mapping[str, Any], resource_id: str | None = None) -> str:
-        if resource_id is not None and not self.explicit:
+        if resource_id is not None and not self.groups_use_template:
             return resource_id
         if self.template is None:
             raise PanoplyException(
@@ -288,6 +288,7 @@ async def ingest(
         result.batches += 1
         committer.after_batch(tagged)
 
+    error: Exception | None = None
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(committer.run)
@@ -296,8 +297,14 @@ async def ingest(
                 # Make sure the last records go now and the last states can commit.
                 committer.after_batch(set())
                 await conn.flush()
+            except Exception as exc:
+                # Raised after the task group, so the caller gets it as it is
+                # rather than inside an exception group.
+                error = exc
             finally:
                 committer.close()
+        if error is not None:
+            raise error
     finally:
         with anyio.CancelScope(shield=True):
             await ds.close()

@@ -1,0 +1,118 @@
+"""``panoply-async init NAME``: a new connector package that passes its own tests."""
+
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+
+from ._exceptions import PanoplyError
+from ._version import __version__
+
+__all__ = ["ScaffoldError", "scaffold"]
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class ScaffoldError(PanoplyError, ValueError):
+    """The name or the target directory cannot be used."""
+
+
+_MODULE = '''"""{title}: a Panoply data source."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from panoply_async import DataSource
+
+CONFIG: dict[str, Any] = {{
+    "title": "{title}",
+    "icon": "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4=",
+    "params": [
+        {{"name": "count", "title": "How many records", "type": "number", "default": 10}},
+        {{"name": "token", "title": "API token", "type": "password", "secret": True}},
+    ],
+}}
+
+
+class Stream(DataSource):
+    """Yields ``count`` records in pages of at most ``n``."""
+
+    async def read(self, n: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        total = int(self.source.get("count", 10))
+        page = n or 100
+        for start in range(0, total, page):
+            stop = min(total, start + page)
+            batch = [{{"id": i, "name": f"item {{i}}"}} for i in range(start, stop)]
+            self.progress(start + len(batch), total, "reading items")
+            yield batch
+'''
+
+_TEST = '''from {name} import Stream
+
+
+async def test_every_record_arrives(panoply_queue):
+    async with panoply_queue.sdk() as conn:
+        result = await conn.ingest(Stream({{"type": "{name}", "count": 25}}))
+    assert result.records == 25
+    tables = await panoply_queue.atables()
+    assert sorted(r["id"] for r in tables["{name}"]) == list(range(25))
+'''
+
+_PYPROJECT = '''[build-system]
+requires = ["hatchling>=1.18"]
+build-backend = "hatchling.build"
+
+[project]
+name = "{dist}"
+version = "0.1.0"
+requires-python = ">=3.10"
+dependencies = ["panoply-async>={version}"]
+
+[project.optional-dependencies]
+dev = ["panoply-async[local]>={version}", "pytest>=8", "pytest-asyncio>=0.24"]
+
+[tool.pytest.ini_options]
+asyncio_mode = "auto"
+asyncio_default_fixture_loop_scope = "function"
+pythonpath = ["."]
+testpaths = ["tests"]
+'''
+
+_README = '''# {title}
+
+A Panoply data source built with panoply-async.
+
+```bash
+pip install -e '.[dev]'
+pytest                                    # runs the connector against a local SQS server
+panoply-async run {name} --local          # run it, see what arrives
+```
+'''
+
+
+def scaffold(name: str, directory: Path) -> Path:
+    """Create ``directory/name`` holding the package, a test and a pyproject."""
+    if not _NAME.match(name) or keyword.iskeyword(name):
+        raise ScaffoldError(
+            f"{name!r} is not a valid package name: use lowercase letters, digits and "
+            "underscores, starting with a letter"
+        )
+    root = directory / name
+    if root.exists():
+        raise ScaffoldError(f"{root} already exists")
+    title = name.replace("_", " ").title()
+    files = {
+        root / name / "__init__.py": _MODULE.format(title=title),
+        root / "tests" / f"test_{name}.py": _TEST.format(name=name),
+        root / "pyproject.toml": _PYPROJECT.format(
+            dist=name.replace("_", "-"), version=__version__
+        ),
+        root / "README.md": _README.format(title=title, name=name),
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
