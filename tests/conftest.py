@@ -34,9 +34,3 @@ def vectors() -> dict[str, Any]:
 def vector_credentials(vectors: dict[str, Any]) -> tuple[str, str]:
     first = vectors["credentials"][0]
     return first["apikey"], first["apisecret"]
-
-
-@pytest.fixture(scope="session")
-def anyio_backend() -> str:
-    return "asyncio"
-

@@ -9,12 +9,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from panoply_async import SDK
 from panoply_async.testing import LocalQueue
-
-pytestmark = pytest.mark.anyio
 
 # The console script installed beside this interpreter, as a user would run it.
 SCRIPT = str(Path(sys.executable).with_name("panoply-async"))

@@ -17,8 +17,6 @@ from panoply_async import SDK, decode_body
 from panoply_async.local import LocalSQS, ReceivedMessage
 from panoply_async.testing import LocalQueue
 
-pytestmark = pytest.mark.anyio
-
 # Every tenth send request fails, the kinds in turn (deterministic, so that each kind
 # surely happens): 500, throttling, connection dropped before or after the server
 # stored the messages, and a partial failure of a multi-entry batch.

@@ -22,8 +22,6 @@ from aiobotocore.session import get_session
 from panoply_async._credentials import parse_credentials
 from panoply_async.local import LocalSQS, make_credentials
 
-pytestmark = pytest.mark.anyio
-
 ATTRIBUTE_NAMES = ("key", "secret", "sdk")
 
 

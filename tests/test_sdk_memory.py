@@ -24,8 +24,6 @@ from panoply_async import (
     decode_body,
 )
 
-pytestmark = pytest.mark.anyio
-
 
 def ids(transport: MemoryTransport) -> list[int]:
     return [r["id"] for body in transport.bodies for r in decode_body(body)]

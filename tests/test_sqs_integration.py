@@ -17,8 +17,6 @@ from panoply_async._sdk import SDK_NAME
 from panoply_async.local import LocalSQS, ReceivedMessage
 from panoply_async.testing import LocalQueue
 
-pytestmark = pytest.mark.anyio
-
 LIMIT = 262_144
 
 

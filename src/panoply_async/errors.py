@@ -2,13 +2,17 @@
 
 ``PanoplyException(message, retryable=True)`` is what a connector raises to
 say whether the platform (or :meth:`SDK.ingest`) should try again.
-``wrap_errors(phase)`` turns any exception raised by a connector method into a
-:class:`DataSourceException` carrying a code from :data:`ERROR_CODES`, using
-the codes registered with ``set_internal_code``.
+``wrap_errors(phase)`` turns any exception raised by a connector function into
+a :class:`DataSourceException` carrying a code from :data:`ERROR_CODES`, using
+the codes registered on exception classes with ``set_internal_code``.
+
+The SDK's own errors (:class:`PanoplyError` and its subclasses) are re-exported
+here so that ``panoply_async.errors`` is the one place to import exceptions from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import functools
@@ -29,22 +33,29 @@ from ._exceptions import (
 
 __all__ = [
     "ERROR_CODES",
+    "BackgroundTimeoutError",
     "ConfigurationError",
     "CredentialsError",
     "DataSourceException",
     "DecodeError",
     "DeliveryError",
+    "IncorrectParamError",
+    "MetadataNotSupportedException",
     "PanoplyError",
     "PanoplyException",
     "Phase",
     "RecordError",
     "RecordTooLargeError",
     "RecordTypeError",
+    "TokenValidationException",
+    "WrongTypeOrValueError",
+    "code_for",
+    "normalise",
     "set_internal_code",
     "wrap_errors",
 ]
 
-#: The legacy platform's error codes.
+#: The legacy platform's error codes, by code.
 ERROR_CODES: dict[int, str] = {
     400: "Bad request",
     401: "Unauthorized",
@@ -57,7 +68,9 @@ ERROR_CODES: dict[int, str] = {
     501: "Unclassified error",
     506: "SDK error in processing an error",
 }
+#: code of an exception whose class has no registered code
 UNCLASSIFIED = 501
+#: code of an exception whose class was registered with a code not in ERROR_CODES
 BAD_CODE = 506
 
 _REGISTRY: dict[type[BaseException], int] = {}
@@ -67,22 +80,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class PanoplyException(PanoplyError):
-    """An error raised by a connector. ``retryable=False`` stops a run at once."""
+    """An error raised by a connector.
+
+    ``retryable=False`` tells the runner not to try again (bad credentials, a
+    revoked grant, a resource that does not exist); the default ``True`` lets
+    :meth:`SDK.ingest` retry ``read()`` with backoff.
+    """
 
     def __init__(self, message: object = None, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
 
 
-class Phase(str, enum.Enum):
-    """Where a connector error happened."""
-
-    COLLECT = "collect"
-    CONFIG = "config"
-
-
 class DataSourceException(PanoplyException):
-    """A normalised connector error, with the legacy platform's fields."""
+    """A normalised connector error, with the legacy platform's fields.
+
+    ``code`` is a key of :data:`ERROR_CODES`, ``exception_cls`` the dotted name
+    of the original exception's class, ``phase`` a :class:`Phase` value, and
+    ``source_type``/``source_id``/``database_id`` come from the source's
+    ``type``, ``id`` and ``database`` keys. Unlike the legacy class it is a
+    :class:`PanoplyException`, so it carries ``retryable`` (copied from the
+    original exception when it had one).
+    """
 
     def __init__(
         self,
@@ -106,8 +125,71 @@ class DataSourceException(PanoplyException):
         self.created_at = datetime.datetime.now(datetime.timezone.utc)
 
 
+class TokenValidationException(PanoplyException):
+    """An OAuth access token could not be refreshed (raised by ``validate_token``).
+
+    Not retryable by default: the user has to authenticate again.
+    ``original_error`` is the exception that made the refresh fail, if any.
+    """
+
+    def __init__(
+        self,
+        message: object = None,
+        retryable: bool = False,
+        *,
+        original_error: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, retryable)
+        self.original_error = original_error
+
+
+class MetadataNotSupportedException(PanoplyException):
+    """The connector does not implement ``list_resources``/``get_resource``.
+
+    Not retryable by default: asking again cannot help.
+    """
+
+    def __init__(self, message: object = None, retryable: bool = False) -> None:
+        super().__init__(message, retryable)
+
+
+class BackgroundTimeoutError(PanoplyException, TimeoutError):
+    """An operation decorated with ``background_progress`` ran past its timeout.
+
+    Retryable by default; ``timeout`` is the limit in seconds.
+    """
+
+    def __init__(self, message: object = None, retryable: bool = True, *, timeout: float) -> None:
+        super().__init__(message, retryable)
+        self.timeout = timeout
+
+
+class IncorrectParamError(PanoplyError, ValueError):
+    """A connector parameter has an incorrect value (legacy name)."""
+
+    def __init__(self, message: str = "Incorrect input parameter") -> None:
+        super().__init__(message)
+
+
+class WrongTypeOrValueError(PanoplyError, TypeError, ValueError):
+    """Data passed to :func:`~panoply_async.datasource.to_record` has the wrong type or
+    value. Catchable as ``TypeError`` or ``ValueError`` as well as by its legacy name."""
+
+
+class Phase(str, enum.Enum):
+    """Where a connector error happened: while configuring or while collecting."""
+
+    COLLECT = "collect"
+    CONFIG = "config"
+
+
 def set_internal_code(code: int) -> Callable[[E], E]:
-    """Class decorator: exceptions of this class normalise to ``code`` (see ERROR_CODES)."""
+    """Class decorator: exceptions of the decorated class normalise to ``code``.
+
+    ``code`` should be a key of :data:`ERROR_CODES`; an unknown code
+    normalises to 506 ("SDK error in processing an error"), as in the legacy
+    SDK. Subclasses inherit the code unless they register their own.
+    """
 
     def register(exception_cls: E) -> E:
         if not (isinstance(exception_cls, type) and issubclass(exception_cls, BaseException)):
@@ -119,7 +201,8 @@ def set_internal_code(code: int) -> Callable[[E], E]:
 
 
 def code_for(exc: BaseException) -> int:
-    """The registered code of ``exc``'s class (or its nearest registered base)."""
+    """The code ``exc`` normalises to: its class's registered code, else that of
+    its nearest registered base class, else 501."""
     for cls in type(exc).__mro__:
         if cls in _REGISTRY:
             code = _REGISTRY[cls]
@@ -128,8 +211,9 @@ def code_for(exc: BaseException) -> int:
 
 
 def _source_of(args: tuple[Any, ...]) -> Mapping[str, Any]:
-    # Legacy: the source is the first argument (dynamic-param functions take
-    # ``(source, options)``) or the ``source`` of the DataSource the method is on.
+    # As in the legacy SDK: the source is the ``source`` of the DataSource the
+    # method is bound to, or the first argument itself for functions taking
+    # ``(source, options)`` (dynamic parameters).
     if not args:
         return {}
     first = args[0]
@@ -137,38 +221,55 @@ def _source_of(args: tuple[Any, ...]) -> Mapping[str, Any]:
     return source if isinstance(source, Mapping) else {}
 
 
-def normalise(exc: Exception, phase: Phase | str, args: tuple[Any, ...]) -> DataSourceException:
-    """``exc`` as a :class:`DataSourceException` (unchanged if it is one already)."""
+def normalise(exc: Exception, phase: Phase | str, args: tuple[Any, ...] = ()) -> DataSourceException:
+    """``exc`` as a :class:`DataSourceException` for ``phase``.
+
+    A :class:`DataSourceException` is returned as it is, with its ``phase``
+    set to ``phase``: nested wrappers keep the innermost error and the
+    outermost phase, as the legacy SDK did. ``args`` are the arguments of the
+    failed call, where the source is found.
+    """
+    phase_value = Phase(phase).value
     if isinstance(exc, DataSourceException):
+        exc.phase = phase_value
         return exc
     source = _source_of(args)
     return DataSourceException(
         message=str(exc),
         code=code_for(exc),
         exception_cls=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        phase=Phase(phase).value,
+        phase=phase_value,
         source_type=source.get("type"),
         source_id=source.get("id"),
         database_id=source.get("database"),
-        retryable=getattr(exc, "retryable", True),
+        retryable=bool(getattr(exc, "retryable", True)),
     )
 
 
 def wrap_errors(phase: Phase | str) -> Callable[[F], F]:
-    """Decorator normalising exceptions of sync functions, coroutine functions and
-    async generator functions into :class:`DataSourceException`."""
-    phase = Phase(phase)
+    """Decorator normalising every ``Exception`` raised by the decorated function
+    into a :class:`DataSourceException` (see :func:`normalise`).
+
+    Works on plain functions, coroutine functions and async generator
+    functions; the decorated function keeps its kind. The original exception
+    is the new one's ``__cause__``. Cancellation and other ``BaseException``
+    pass through untouched.
+    """
+    checked = Phase(phase)
 
     def decorate(func: F) -> F:
         if inspect.isasyncgenfunction(func):
 
             @functools.wraps(func)
             async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-                try:
-                    async for item in func(*args, **kwargs):
-                        yield item
-                except Exception as exc:
-                    raise normalise(exc, phase, args) from exc
+                # aclosing: closing the wrapper closes the wrapped generator now,
+                # not whenever the garbage collector gets to it.
+                async with contextlib.aclosing(func(*args, **kwargs)) as items:
+                    try:
+                        async for item in items:
+                            yield item
+                    except Exception as exc:
+                        raise normalise(exc, checked, args) from exc
 
             return agen_wrapper  # type: ignore[return-value]
 
@@ -179,7 +280,7 @@ def wrap_errors(phase: Phase | str) -> Callable[[F], F]:
                 try:
                     return await func(*args, **kwargs)
                 except Exception as exc:
-                    raise normalise(exc, phase, args) from exc
+                    raise normalise(exc, checked, args) from exc
 
             return async_wrapper  # type: ignore[return-value]
 
@@ -188,7 +289,7 @@ def wrap_errors(phase: Phase | str) -> Callable[[F], F]:
             try:
                 return func(*args, **kwargs)
             except Exception as exc:
-                raise normalise(exc, phase, args) from exc
+                raise normalise(exc, checked, args) from exc
 
         return wrapper  # type: ignore[return-value]
 
