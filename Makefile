@@ -22,7 +22,7 @@ demo: $(VENV)/.installed-local
 	$(BIN)/python -m panoply_async demo
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff check src tests $(wildcard examples benchmarks)
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict src

@@ -50,6 +50,9 @@ def load_connector(target: str) -> ModuleType:
             file, name, locations = path, path.stem, None
         else:
             raise ConnectorError(target, [f"no such file: {target}"])
+        # A private module name: a connector file called numbers.py or json.py
+        # must not shadow the standard library for everything imported later.
+        name = f"panoply_connector_{re.sub(r'[^0-9A-Za-z_]', '_', name)}"
         spec = importlib.util.spec_from_file_location(
             name, file, submodule_search_locations=locations
         )
@@ -70,6 +73,16 @@ def load_connector(target: str) -> ModuleType:
         raise ConnectorError(target, [f"cannot import module {target!r}: {exc}"]) from exc
     except Exception as exc:
         raise ConnectorError(target, [f"import failed: {type(exc).__name__}: {exc}"]) from exc
+
+
+def connector_name(target: str) -> str:
+    """A short name for the connector at ``target``: file stem, directory or last dotted part."""
+    path = Path(target)
+    if target.endswith(".py") or path.is_file():
+        return path.stem
+    if path.is_dir():
+        return path.resolve().name
+    return target.rsplit(".", 1)[-1]
 
 
 def _check_params(params: Any) -> list[str]:

@@ -305,6 +305,16 @@ async def ingest(
                 committer.close()
         if error is not None:
             raise error
+    except anyio.get_cancelled_exc_class():
+        # Interrupted: still commit the states of complete batches whose records
+        # reach SQS within the shutdown deadline, so a resumed run starts there.
+        # States of the batch being written when cancelled are never committed.
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + conn.config.shutdown_timeout
+            await conn.flush()
+            committer.close()
+            await committer.run()
+        raise
     finally:
         with anyio.CancelScope(shield=True):
             await ds.close()

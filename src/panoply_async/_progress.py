@@ -53,6 +53,7 @@ class RunDisplay:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._handler: logging.Handler | None = None
+        self._saved_level = logging.NOTSET
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -75,13 +76,19 @@ class RunDisplay:
         else:
             handler = _PlainHandler(self)
         handler.setLevel(logging.INFO)
-        logging.getLogger().addHandler(handler)
+        # The connector's log() and the SDK's warnings: shown at INFO and above.
+        package = logging.getLogger("panoply_async")
+        self._saved_level = package.level
+        package.setLevel(logging.INFO)
+        package.addHandler(handler)
         self._handler = handler
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._handler is not None:
-            logging.getLogger().removeHandler(self._handler)
+            package = logging.getLogger("panoply_async")
+            package.removeHandler(self._handler)
+            package.setLevel(self._saved_level)
         self._refresh(force=True)
         if self._progress is not None:
             self._progress.stop()

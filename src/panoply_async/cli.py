@@ -216,6 +216,7 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
     """
     from rich.console import Console
 
+    from ._contract import connector_name
     from ._run import RunOptions, RunOutcome, run_connector
 
     loaded = ctx.meta.get("panoply.module") or _load_module(module)
@@ -226,6 +227,8 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
     elif apikey and apisecret:
         require_credentials(apikey, apisecret)
     source = _collect_source(loaded, params, source_json)
+    # Records go to source["destination"], else source["type"]: the module's name.
+    source.setdefault("type", connector_name(module))
     console = Console(stderr=True)
     options = RunOptions(
         module=loaded, source=source, apikey=apikey, apisecret=apisecret,
