@@ -71,7 +71,10 @@ def cli() -> None:
               help="How many records to stream.")
 def demo(records: int) -> None:
     """Stream records through a local SQS server and check that every one arrived."""
-    from ._demo import DemoSummary, run_demo
+    from rich.console import Console
+
+    from ._progress import RunDisplay
+    from .demo import DemoSummary, run_demo
 
     result: list[DemoSummary] = []
 
@@ -79,8 +82,8 @@ def demo(records: int) -> None:
         click.echo(f"streaming {records:,} records to a local SQS server...", err=True)
 
     # Ctrl-C: the demo drains, checks and leaves its summary in ``result``.
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(lambda: run_demo(records, result=result, on_start=started))
+    with contextlib.suppress(KeyboardInterrupt), RunDisplay(Console(stderr=True)) as display:
+        anyio.run(lambda: run_demo(records, result=result, on_start=started, display=display))
     if not result:
         fail("interrupted before the demo started", EXIT_INTERRUPTED)
     summary = result[0]
