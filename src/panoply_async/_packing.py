@@ -28,16 +28,21 @@ class Packer:
 
     :meth:`add` returns the finished body when the line does not fit (the line
     then starts the next body) and :meth:`take` closes the open body early.
+    ``room`` is how many bytes can still be added without the body becoming
+    :meth:`full`; a caller may append a line no longer than that with
+    :meth:`append_record` and skip every other check (the SDK's hot path).
     """
 
-    __slots__ = ("_body_limit", "_buffer", "_records")
+    __slots__ = ("_body_limit", "_buffer", "records", "room")
 
     def __init__(self, body_limit: int) -> None:
         if body_limit < MIN_LINE_BYTES:
             raise ValueError(f"body limit {body_limit} cannot hold a single record")
         self._body_limit = body_limit
         self._buffer = bytearray()
-        self._records = 0
+        #: records in the open body
+        self.records = 0
+        self.room = body_limit - MIN_LINE_BYTES
 
     @property
     def body_limit(self) -> int:
@@ -48,11 +53,6 @@ class Packer:
         """Bytes in the open body."""
         return len(self._buffer)
 
-    @property
-    def records(self) -> int:
-        """Records in the open body."""
-        return self._records
-
     def add(self, line: bytes) -> tuple[bytes, int] | None:
         """Append ``line``; return ``(body, records)`` of a body it closed, if any.
 
@@ -62,42 +62,48 @@ class Packer:
         if len(self._buffer) + len(line) > self._body_limit:
             finished = self.take()
         self._buffer += line
-        self._records += 1
+        self.records += 1
+        self.room -= len(line)
         return finished
 
     def add_record(self, body: bytes, tail: bytes) -> tuple[bytes, int] | None:
-        """Like :meth:`add` for the line ``body[:-1] + b"," + tail``, without building it.
+        """Like :meth:`add` for the line ``body[:-1] + b"," + tail``, without building it."""
+        finished = None
+        if len(self._buffer) + len(body) + len(tail) > self._body_limit:
+            finished = self.take()
+        self.append_record(body, tail)
+        return finished
+
+    def append_record(self, body: bytes, tail: bytes) -> None:
+        """Append ``body[:-1] + b"," + tail``; the caller checked that it fits.
 
         ``body`` is a serialised non-empty JSON object: its closing brace is
         overwritten by a comma in the buffer, saving a copy per record.
         """
         buffer = self._buffer
-        finished = None
-        if len(buffer) + len(body) + len(tail) > self._body_limit:
-            finished = self.take()
         buffer += body
         buffer[-1] = 0x2C  # ','
         buffer += tail
-        self._records += 1
-        return finished
+        self.records += 1
+        self.room -= len(body) + len(tail)
 
     def closes(self, size: int) -> bool:
         """Whether adding a line of ``size`` bytes will close a body."""
-        after = len(self._buffer) + size
-        return after > self._body_limit or self._body_limit - after < MIN_LINE_BYTES
+        return size > self.room
 
     def full(self) -> bool:
         """True when no further line can fit, so the body may be sent at once."""
-        return self._body_limit - len(self._buffer) < MIN_LINE_BYTES
+        return self.room < 0
 
     def take(self) -> tuple[bytes, int] | None:
         """Close the open body and return ``(body, records)``, or None when empty."""
-        if not self._records:
+        if not self.records:
             return None
         body = bytes(self._buffer)
-        records = self._records
+        records = self.records
         self._buffer.clear()
-        self._records = 0
+        self.records = 0
+        self.room = self._body_limit - MIN_LINE_BYTES
         return body, records
 
 

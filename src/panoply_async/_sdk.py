@@ -289,6 +289,7 @@ class SDK:
         self._encoder = Encoder(body_limit)
         self._tails = self._encoder.tails
         self._line_limit = body_limit
+        self._max_buffer = max_buffer_bytes
         self._packer = Packer(body_limit)
         self._spool = (
             SpoolFile(spool_dir, self._credentials.account) if spool_dir is not None else None
@@ -433,14 +434,19 @@ class SDK:
                 body = None
             if body is not None and NONCHARACTER_LEAD not in body and len(body) > 2:
                 size = len(body) + len(tail)
-                if (
-                    size <= self._line_limit
-                    and self._buffered + size <= self._config.max_buffer_bytes
-                ):
-                    if self._packer.closes(size):
-                        await self._add_closing(body, tail, size)
-                    else:
-                        self._add_record(body, tail, size)
+                packer = self._packer
+                if size <= packer.room and self._buffered + size <= self._max_buffer:
+                    # The common case: the record fits without closing the message.
+                    if not packer.records:
+                        self._opened()
+                    packer.append_record(body, tail)
+                    self._buffered += size
+                    stats = self._stats
+                    stats.records_accepted += 1
+                    stats.records_pending += 1
+                    return
+                if size <= self._line_limit and self._buffered + size <= self._max_buffer:
+                    await self._add_closing(body, tail, size)
                     return
         await self._accept(self._encode(table, data))
 
