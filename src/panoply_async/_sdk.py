@@ -455,49 +455,71 @@ class SDK:
 
         Every record is encoded before any is buffered, so a bad record raises
         and none of ``records`` is accepted. Cheaper per record than ``write()``.
+        If cancelled while waiting for buffer room, the records before the
+        wait were accepted and the others were not.
         """
         if self._state is not _OPEN:
             raise self._not_open("write_many")
         tail = self._tails.get(table) if type(table) is str else None
         if tail is None:
             tail = self._encoder.tail(table)
-        # (record body, tail) on the fast path, (whole line, None) from the general encoder
-        lines: list[tuple[bytes, bytes | None]] = []
-        append = lines.append
-        dumps, default, line_limit = _dumps, _default, self._line_limit
+        tail_len = len(tail)
+        body_limit = self._line_limit - tail_len
+        bodies: list[bytes] = []
+        # Lines the fast path cannot take come whole from the general encoder.
+        general: set[int] = set()
+        append, dumps, default = bodies.append, _dumps, _default
         try:
             for data in records:
-                body = None
                 if type(data) is dict and TABLE_KEY not in data:
                     try:
                         body = dumps(data, default=default)
                     except TypeError:
-                        body = None
-                if (
-                    body is None
-                    or NONCHARACTER_LEAD in body
-                    or len(body) < 3
-                    or len(body) + len(tail) > line_limit
-                ):
-                    append((self._encoder.encode(table, data), None))
-                else:
-                    append((body, tail))
+                        body = b""
+                    if 2 < len(body) <= body_limit and NONCHARACTER_LEAD not in body:
+                        append(body)
+                        continue
+                line = self._encoder.encode(table, data)
+                general.add(id(line))
+                append(line)
         except RecordError:
             self._stats.records_rejected += 1
             raise
-        max_buffer = self._config.max_buffer_bytes
-        for body, record_tail in lines:
-            if record_tail is None:
-                await self._accept(body)
+
+        packer, stats = self._packer, self._stats
+        append_record = packer.append_record
+        max_buffer = self._max_buffer
+        # Counters are kept in locals and stored before every await: nothing else
+        # runs (or observes them) between awaits.
+        buffered, accepted = self._buffered, 0
+        for body in bodies:
+            size = len(body) + tail_len
+            if (
+                size <= packer.room
+                and buffered + size <= max_buffer
+                and not (general and id(body) in general)
+            ):
+                if not packer.records:
+                    self._opened()
+                append_record(body, tail)
+                buffered += size
+                accepted += 1
                 continue
-            size = len(body) + len(record_tail)
-            if self._buffered + size > max_buffer:
-                await self._wait_for_room(size)
-            if self._packer.closes(size):
-                await self._add_closing(body, record_tail, size)
+            self._buffered = buffered
+            stats.records_accepted += accepted
+            stats.records_pending += accepted
+            accepted = 0
+            if general and id(body) in general:
+                await self._accept(body)
             else:
-                self._add_record(body, record_tail, size)
-        return len(lines)
+                if self._buffered + size > max_buffer:
+                    await self._wait_for_room(size)
+                await self._add_closing(body, tail, size)
+            buffered = self._buffered
+        self._buffered = buffered
+        stats.records_accepted += accepted
+        stats.records_pending += accepted
+        return len(bodies)
 
     async def flush(self) -> None:
         """Send everything written so far and return once each message was
