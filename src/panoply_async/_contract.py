@@ -1,9 +1,24 @@
-"""The connector module contract: ``Stream`` and ``CONFIG``, every problem listed at once."""
+"""The connector module contract: ``Stream`` and ``CONFIG``, every problem listed at once.
+
+A connector module defines:
+
+* ``Stream``: a :class:`~panoply_async.datasource.DataSource` subclass that
+  implements ``read`` (an async generator, or a legacy plain method);
+* ``CONFIG``: a dict with ``title`` (a non-empty string), ``icon`` (a
+  ``data:image/...`` URL) and ``params``, a list of dicts, each with a unique
+  identifier-like ``name`` and optionally ``title``, ``placeholder``, ``help``
+  (strings), ``type`` (one of :data:`PARAM_TYPES`, default ``"text"``),
+  ``required``, ``secret`` (booleans), ``default``, ``values`` and
+  ``dependencies`` (names of other params). Other keys (legacy connectors
+  carry ``categories``, ``keywords``, ``link``...) are allowed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import inspect
 import re
 import sys
 from collections.abc import Mapping
@@ -14,21 +29,32 @@ from typing import Any
 from ._exceptions import PanoplyError
 from .datasource import DataSource
 
-__all__ = ["PARAM_TYPES", "ConnectorError", "check_connector", "load_connector",
-           "validate_connector"]
+__all__ = [
+    "PARAM_TYPES",
+    "ConnectorError",
+    "check_connector",
+    "connector_name",
+    "load_connector",
+    "validate_connector",
+]
 
-#: the values ``CONFIG["params"][i]["type"]`` may take
+#: the values ``CONFIG["params"][i]["type"]`` may take (any case)
 PARAM_TYPES = frozenset(
-    {"text", "string", "password", "number", "integer", "boolean", "list", "select", "url",
-     "email", "textarea", "date"}
+    {"text", "string", "password", "number", "integer", "int", "boolean", "bool", "checkbox",
+     "list", "select", "url", "email", "textarea", "date"}
 )
+_NUMBER_TYPES = frozenset({"number", "integer", "int"})
+_BOOLEAN_TYPES = frozenset({"boolean", "bool", "checkbox"})
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PARAM_KEYS = {"name", "title", "placeholder", "help", "type", "required", "secret", "default",
-               "options"}
+_DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+(;[A-Za-z0-9=.+-]+)*,.+", re.DOTALL)
 
 
 class ConnectorError(PanoplyError, ValueError):
-    """A connector module cannot be loaded or breaks the contract; ``problems`` lists why."""
+    """A connector module cannot be loaded or breaks the contract.
+
+    ``target`` is what was loaded and ``problems`` lists every problem found,
+    one sentence each.
+    """
 
     def __init__(self, target: str, problems: list[str]) -> None:
         super().__init__(f"{target}: " + "; ".join(problems))
@@ -36,43 +62,59 @@ class ConnectorError(PanoplyError, ValueError):
         self.problems = problems
 
 
-def load_connector(target: str) -> ModuleType:
-    """Import ``target``: a module name, a path to a ``.py`` file, or a package directory."""
+def _is_path(target: str) -> bool:
     path = Path(target)
-    if target.endswith(".py") or path.is_dir() or path.is_file():
-        if path.is_dir():
-            init = path / "__init__.py"
-            if not init.is_file():
-                raise ConnectorError(target, ["directory has no __init__.py"])
-            file, name = init, path.resolve().name
-            locations: list[str] | None = [str(path.resolve())]
-        elif path.is_file():
-            file, name, locations = path, path.stem, None
-        else:
-            raise ConnectorError(target, [f"no such file: {target}"])
-        # A private module name: a connector file called numbers.py or json.py
-        # must not shadow the standard library for everything imported later.
-        name = f"panoply_connector_{re.sub(r'[^0-9A-Za-z_]', '_', name)}"
-        spec = importlib.util.spec_from_file_location(
-            name, file, submodule_search_locations=locations
-        )
-        if spec is None or spec.loader is None:
-            raise ConnectorError(target, ["cannot be imported"])
-        module = importlib.util.module_from_spec(spec)
-        # Registered before running so that classes defined in it resolve their module.
-        sys.modules[name] = module
+    return target.endswith(".py") or "/" in target or "\\" in target or path.exists()
+
+
+def load_connector(target: str) -> ModuleType:
+    """Import ``target``: a module name, a path to a ``.py`` file, or a package directory.
+
+    A file or directory is imported under a private module name
+    (``panoply_connector_<name>``), so that a connector called ``json.py``
+    cannot shadow the standard library. Raises :class:`ConnectorError` when
+    ``target`` does not exist or fails to import.
+    """
+    if not _is_path(target):
         try:
-            spec.loader.exec_module(module)
+            return importlib.import_module(target)
+        except ImportError as exc:
+            raise ConnectorError(target, [f"cannot import module {target!r}: {exc}"]) from exc
         except Exception as exc:
-            sys.modules.pop(name, None)
             raise ConnectorError(target, [f"import failed: {type(exc).__name__}: {exc}"]) from exc
-        return module
+    path = Path(target).resolve()
+    locations: list[str] | None = None
+    if path.is_dir():
+        file = path / "__init__.py"
+        if not file.is_file():
+            raise ConnectorError(target, ["the directory has no __init__.py"])
+        locations = [str(path)]
+        stem = path.name
+    elif path.is_file():
+        file, stem = path, path.stem
+    else:
+        raise ConnectorError(target, [f"no such file or directory: {target}"])
+    name = f"panoply_connector_{re.sub(r'[^0-9A-Za-z_]', '_', stem)}"
+    spec = importlib.util.spec_from_file_location(name, file, submodule_search_locations=locations)
+    if spec is None or spec.loader is None:
+        raise ConnectorError(target, ["cannot be imported"])
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running so that classes defined in it resolve their
+    # module (DataSource.log finds CONFIG through it).
+    sys.modules[name] = module
+    # Its directory is importable while it runs, as with `python file.py`, so
+    # that a single-file connector can import modules beside it.
+    folder = str(path.parent)
+    sys.path.insert(0, folder)
     try:
-        return importlib.import_module(target)
-    except ImportError as exc:
-        raise ConnectorError(target, [f"cannot import module {target!r}: {exc}"]) from exc
+        spec.loader.exec_module(module)
     except Exception as exc:
+        sys.modules.pop(name, None)
         raise ConnectorError(target, [f"import failed: {type(exc).__name__}: {exc}"]) from exc
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+    return module
 
 
 def connector_name(target: str) -> str:
@@ -85,11 +127,55 @@ def connector_name(target: str) -> str:
     return target.rsplit(".", 1)[-1]
 
 
+def _check_stream(module: ModuleType) -> list[str]:
+    stream = getattr(module, "Stream", None)
+    if stream is None:
+        return ["no Stream: the module must define Stream, a DataSource subclass"]
+    if not (isinstance(stream, type) and issubclass(stream, DataSource)):
+        shown = stream.__name__ if isinstance(stream, type) else type(stream).__name__
+        return [f"Stream must be a subclass of panoply_async.DataSource, not {shown}"]
+    read = getattr(stream, "read", None)
+    if read is None or read is DataSource.read:
+        return ["Stream does not implement read()"]
+    if not callable(read):
+        return ["Stream.read must be a method"]
+    if inspect.iscoroutinefunction(read):
+        return ["Stream.read is an `async def` that returns: make it an async generator "
+                "(`yield` each batch), or a plain method (legacy protocol)"]
+    return []
+
+
+def _check_param(param: Mapping[str, Any], where: str) -> list[str]:
+    problems: list[str] = []
+    for key in ("title", "placeholder", "help"):
+        if key in param and not isinstance(param[key], str):
+            problems.append(f"{where}: {key!r} must be a string, not {type(param[key]).__name__}")
+    for key in ("required", "secret"):
+        if key in param and not isinstance(param[key], bool):
+            problems.append(f"{where}: {key!r} must be true or false, not {param[key]!r}")
+    kind = param.get("type", "text")
+    if not isinstance(kind, str) or kind.lower() not in PARAM_TYPES:
+        allowed = ", ".join(sorted(PARAM_TYPES))
+        problems.append(f"{where}: type {kind!r} is not one of {allowed}")
+        return problems
+    default = param.get("default")
+    kind = kind.lower()
+    if default is not None:
+        if kind in _BOOLEAN_TYPES and not isinstance(default, bool):
+            problems.append(f"{where}: the default of a {kind} param must be true or false")
+        elif kind in _NUMBER_TYPES and (
+            isinstance(default, bool) or not isinstance(default, (int, float))
+        ):
+            problems.append(f"{where}: the default of a {kind} param must be a number")
+    return problems
+
+
 def _check_params(params: Any) -> list[str]:
     if not isinstance(params, list):
-        return [f"CONFIG['params'] must be a list, not {type(params).__name__}"]
+        return [f"CONFIG['params'] must be a list of dicts, not {type(params).__name__}"]
     problems: list[str] = []
     seen: set[str] = set()
+    dependencies: list[tuple[str, Any]] = []
     for index, param in enumerate(params):
         where = f"CONFIG['params'][{index}]"
         if not isinstance(param, Mapping):
@@ -97,57 +183,55 @@ def _check_params(params: Any) -> list[str]:
             continue
         name = param.get("name")
         if not isinstance(name, str) or not _IDENTIFIER.match(name):
-            problems.append(f"{where}['name'] must be an identifier-like string, got {name!r}")
+            problems.append(f"{where}: 'name' must be an identifier-like string, got {name!r}")
         elif name in seen:
-            problems.append(f"{where}['name'] {name!r} is used twice")
+            problems.append(f"{where}: name {name!r} is used twice")
         else:
             seen.add(name)
-            where = f"param {name!r}"
-        for key in ("title", "placeholder", "help"):
-            if key in param and not isinstance(param[key], str):
-                problems.append(f"{where}: {key!r} must be a string")
-        for key in ("required", "secret"):
-            if key in param and not isinstance(param[key], bool):
-                problems.append(f"{where}: {key!r} must be true or false")
-        kind = param.get("type", "text")
-        if not isinstance(kind, str) or kind.lower() not in PARAM_TYPES:
-            allowed = ", ".join(sorted(PARAM_TYPES))
-            problems.append(f"{where}: type {kind!r} is not one of {allowed}")
-        unknown = set(param) - _PARAM_KEYS
+            where = f"{where} ({name!r})"
+        problems.extend(_check_param(param, where))
+        if "dependencies" in param:
+            dependencies.append((where, param["dependencies"]))
+    for where, names in dependencies:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            problems.append(f"{where}: 'dependencies' must be a list of param names")
+            continue
+        unknown = [n for n in names if n not in seen]
         if unknown:
-            problems.append(f"{where}: unknown keys {sorted(unknown)}")
+            problems.append(f"{where}: 'dependencies' names unknown params {unknown}")
+    return problems
+
+
+def _check_config(module: ModuleType) -> list[str]:
+    config = getattr(module, "CONFIG", None)
+    if config is None:
+        return ["no CONFIG: the module must define CONFIG, a dict"]
+    if not isinstance(config, Mapping):
+        return [f"CONFIG must be a dict, not {type(config).__name__}"]
+    problems: list[str] = []
+    title = config.get("title")
+    if not isinstance(title, str) or not title.strip():
+        problems.append(f"CONFIG['title'] must be a non-empty string, got {title!r}")
+    icon = config.get("icon")
+    if not isinstance(icon, str) or not _DATA_URL.match(icon):
+        shown = repr(icon) if not isinstance(icon, str) else repr(icon[:40])
+        problems.append(f"CONFIG['icon'] must be a data URL ('data:image/...,...'), got {shown}")
+    if "params" not in config:
+        problems.append("CONFIG has no 'params': give a list of dicts, [] when there are none")
+    else:
+        problems.extend(_check_params(config["params"]))
     return problems
 
 
 def check_connector(module: ModuleType) -> list[str]:
-    """Every way ``module`` breaks the contract; empty when it is a valid connector."""
-    problems: list[str] = []
-    stream = getattr(module, "Stream", None)
-    if stream is None:
-        problems.append("no Stream: the module must define Stream, a DataSource subclass")
-    elif not (isinstance(stream, type) and issubclass(stream, DataSource)):
-        problems.append("Stream must be a subclass of panoply_async.DataSource")
-    elif stream.read is DataSource.read:
-        problems.append("Stream does not implement read()")
-    config = getattr(module, "CONFIG", None)
-    if config is None:
-        problems.append("no CONFIG: the module must define CONFIG, a dict")
-        return problems
-    if not isinstance(config, Mapping):
-        problems.append(f"CONFIG must be a dict, not {type(config).__name__}")
-        return problems
-    title = config.get("title")
-    if not isinstance(title, str) or not title.strip():
-        problems.append("CONFIG['title'] must be a non-empty string")
-    icon = config.get("icon")
-    if not isinstance(icon, str) or not icon.startswith("data:image/"):
-        problems.append("CONFIG['icon'] must be a data URL ('data:image/...')")
-    problems.extend(_check_params(config.get("params", [])))
-    return problems
+    """Every way ``module`` breaks the contract, one message each; empty when it
+    is a valid connector module."""
+    return _check_stream(module) + _check_config(module)
 
 
 def validate_connector(target: str) -> ModuleType:
-    """Load ``target`` and check it; raise :class:`ConnectorError` listing every problem."""
+    """Load ``target`` (see :func:`load_connector`) and check it; raise
+    :class:`ConnectorError` listing every problem, else return the module."""
     module = load_connector(target)
     problems = check_connector(module)
     if problems:

@@ -1,29 +1,38 @@
 """The connector framework: ``DataSource``, records, resources.
 
 A connector module exposes ``Stream`` (a :class:`DataSource` subclass) and
-``CONFIG``. ``read(n)`` is an async generator of batches (lists of dicts, or
-:class:`RecordGroup`); ``progress()``, ``state()``, ``log()``, ``raw()`` report
-to whoever runs it (:meth:`SDK.ingest`, the ``panoply-async`` command).
+``CONFIG`` (see :mod:`panoply_async._contract`). ``read(n)`` is an async
+generator of batches (lists of dicts, or :class:`RecordGroup`);
+``progress()``, ``state()`` and ``log()`` report to whoever runs it
+(:meth:`SDK.ingest`, the ``panoply-async`` command), through events.
+
+Legacy connectors, whose ``read(n)`` is a plain method returning a list (or
+``None`` at the end), keep working: the runner calls them in a worker thread,
+and the reporting helpers are safe to call from there.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import inspect
 import logging
 import re
 import sys
-from collections.abc import AsyncIterator, Mapping
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 
 from ._events import EventEmitter, Handler
-from .errors import PanoplyException
+from .errors import MetadataNotSupportedException, PanoplyException, WrongTypeOrValueError
 
 __all__ = [
+    "MASK",
     "DataSource",
     "Field",
     "Metadata",
@@ -33,22 +42,38 @@ __all__ = [
     "to_record",
 ]
 
+#: what :meth:`DataSource.log` writes instead of a secret value
 MASK = "***"
-DATASOURCE_EVENTS = frozenset({"progress", "source-state", "source-change", "raw", "*"})
-# Source keys whose values are credentials by their name.
+# Source keys whose values are credentials, by their name.
 _SECRET_KEY = re.compile(r"password|token|secret|key", re.IGNORECASE)
+# Numbers this short are masked only when a CONFIG param marks them secret:
+# masking every "1" in every message would make logs unreadable.
+_MIN_NUMBER_SECRET = 4
+
+_DS = TypeVar("_DS", bound="DataSource")
 
 
-class Field(TypedDict, total=False):
+class _FieldBase(TypedDict):
     name: str
+
+
+class Field(_FieldBase, total=False):
+    """A field of a :class:`Resource` (legacy ``PanoplyField``)."""
+
     type: str | None
     is_mandatory: bool | None
     is_available: bool | None
 
 
-class Resource(TypedDict, total=False):
+class _ResourceBase(TypedDict):
     id: str
     title: str
+
+
+class Resource(_ResourceBase, total=False):
+    """Something a connector can read, as :meth:`DataSource.list_resources`
+    describes it (legacy ``PanoplyResource``)."""
+
     fields: list[Field] | None
     available: bool | None
     required: bool | None
@@ -56,66 +81,93 @@ class Resource(TypedDict, total=False):
 
 
 class Metadata(TypedDict):
+    """Where the records of a :class:`RecordGroup` come from, and when."""
+
     resource_id: str
+    #: ISO 8601 in UTC with milliseconds, e.g. ``2024-05-01T12:00:00.000Z``
     timestamp: str
 
 
 class RecordGroup(TypedDict):
-    """Records of one resource: ``data`` goes to the table ``metadata["resource_id"]``."""
+    """Records of one resource: ``data`` goes to the table ``metadata["resource_id"]``
+    (the legacy ``PanoplyRecordGroup`` shape)."""
 
     data: list[dict[str, Any]]
     metadata: Metadata
 
 
-def to_record(resource: str, data: Mapping[str, Any] | list[dict[str, Any]]) -> RecordGroup:
+def _utc_timestamp() -> str:
+    # The legacy SDK stamped local time with a "Z"; this is really UTC.
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    return now.isoformat(timespec="milliseconds") + "Z"
+
+
+def to_record(resource: str, data: Mapping[str, Any] | list[Mapping[str, Any]]) -> RecordGroup:
     """Wrap ``data`` (a dict, or a list of dicts) as a :class:`RecordGroup` of ``resource``.
 
-    Raises ``TypeError``/``ValueError`` as the legacy SDK did.
+    Raises :class:`~panoply_async.errors.WrongTypeOrValueError` (a
+    ``TypeError`` and a ``ValueError``) when ``resource`` is not a non-empty
+    string or ``data`` is not a dict or a list of dicts. Unlike the legacy SDK,
+    which looked at the first item only, every item of a list is checked.
     """
-    if not isinstance(resource, str):
-        raise TypeError("`resource` must be a string")
-    if not resource.strip():
-        raise ValueError("`resource` must be a non-empty string")
+    if not isinstance(resource, str) or not resource.strip():
+        raise WrongTypeOrValueError(f"`resource` must be a non-empty string, got {resource!r}")
     if isinstance(data, Mapping):
         records = [dict(data)]
     elif isinstance(data, list):
-        bad = next((i for i, item in enumerate(data) if not isinstance(item, Mapping)), None)
-        if bad is not None:
-            raise TypeError(f"item {bad} of the data is a {type(data[bad]).__name__}, not a dict")
-        records = list(data)
+        for index, item in enumerate(data):
+            if not isinstance(item, Mapping):
+                raise WrongTypeOrValueError(
+                    f"item {index} of the data of {resource!r} is a {type(item).__name__}, "
+                    "not a dict"
+                )
+        records = [item if isinstance(item, dict) else dict(item) for item in data]
     else:
-        raise TypeError(f"data must be a dict or a list of dicts, not {type(data).__name__}")
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return RecordGroup(
-        data=records,
-        metadata=Metadata(
-            resource_id=resource,
-            timestamp=now.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z",
-        ),
-    )
+        raise WrongTypeOrValueError(
+            f"the data of {resource!r} must be a dict or a list of dicts, "
+            f"not {type(data).__name__}"
+        )
+    return RecordGroup(data=records, metadata=Metadata(resource_id=resource,
+                                                       timestamp=_utc_timestamp()))
 
 
 def is_legacy_reader(source: DataSource) -> bool:
-    """True when ``read`` is a plain method (the legacy protocol: a list per call,
-    None at the end) rather than an async generator."""
-    return not inspect.isasyncgenfunction(type(source).read)
+    """True when ``source.read`` is a plain method (the legacy protocol: a list
+    per call, ``None`` at the end), False when it is an async generator.
+
+    An ``async def read`` that returns instead of yielding is neither: it is
+    reported as not legacy here, and :func:`~panoply_async._contract.check_connector`
+    refuses it.
+    """
+    read = source.read
+    return not (inspect.isasyncgenfunction(read) or inspect.iscoroutinefunction(read))
 
 
 class DataSource:
-    """Base class of connectors. Subclass it as ``Stream`` and implement ``read()``.
+    """Base class of connectors. Subclass it as ``Stream`` and implement :meth:`read`.
 
     ``source`` is the connector's configuration (its ``CONFIG["params"]``
-    values, plus ``type``, ``destination``, ``state`` ...); ``options`` are
-    run options.
+    values, plus ``type``, ``destination``, ``state``, ...), kept as the very
+    dict passed in so that changes (a refreshed token) are visible to the
+    caller; ``options`` are run options (a copy).
+
+    Usable as ``async with Stream(source) as ds: ...``, which calls
+    :meth:`close` at the end.
     """
 
-    def __init__(self, source: dict[str, Any], options: dict[str, Any] | None = None) -> None:
+    def __init__(self, source: dict[str, Any], options: Mapping[str, Any] | None = None) -> None:
         if not isinstance(source, dict):
             raise TypeError(f"source must be a dict, not {type(source).__name__}")
         self.source = source
         self.options: dict[str, Any] = dict(options or {})
         self._events = EventEmitter()
         self._logger = logging.getLogger(f"panoply_async.datasource.{type(self).__name__}")
+        # The event loop this data source is used from, learnt at the first
+        # call made on it, so that a thread the connector started itself can
+        # still hand events over to it.
+        self._loop_token: Any = None
+        self._loop_thread: int | None = None
+        self._bind_loop()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(type={self.source.get('type')!r})"
@@ -128,14 +180,22 @@ class DataSource:
         ``n`` is a hint for the batch size. A retry (see :meth:`SDK.ingest`)
         calls ``read()`` again on the same instance: keep your position on
         ``self`` to resume rather than restart.
+
+        The base implementation raises a non-retryable ``PanoplyException``.
         """
-        raise PanoplyException(f"{type(self).__name__} must implement read()", retryable=False)
+        raise PanoplyException(
+            f"{type(self).__name__} must implement read(): an async generator yielding "
+            "batches (lists of dicts or RecordGroups)",
+            retryable=False,
+        )
         yield  # pragma: no cover - makes this an async generator
 
     async def close(self) -> None:
-        """Release what the connector holds; always called after a run."""
+        """Release what the connector holds (connections, files); always called
+        after a run. The base implementation does nothing."""
 
-    async def __aenter__(self) -> DataSource:
+    async def __aenter__(self: _DS) -> _DS:
+        self._bind_loop()
         return self
 
     async def __aexit__(
@@ -148,82 +208,206 @@ class DataSource:
 
     @classmethod
     async def list_resources(
-        cls, source: dict[str, Any], options: dict[str, Any] | None = None
+        cls, source: dict[str, Any], options: Mapping[str, Any] | None = None
     ) -> list[Resource]:
-        """The resources this connector can read; not supported unless overridden."""
-        raise PanoplyException(f"{cls.__name__} does not support list_resources", retryable=False)
+        """The resources this connector can read with ``source`` (they may depend
+        on the user's permissions).
+
+        Not supported unless overridden: raises
+        :class:`~panoply_async.errors.MetadataNotSupportedException`, a
+        non-retryable ``PanoplyException``.
+        """
+        raise MetadataNotSupportedException(
+            f"{cls.__name__}: `list_resources` is not supported", retryable=False
+        )
 
     @classmethod
     async def get_resource(
-        cls, resource_id: str, source: dict[str, Any], options: dict[str, Any] | None = None
+        cls, resource_id: str, source: dict[str, Any], options: Mapping[str, Any] | None = None
     ) -> Resource:
-        """One resource by id; not supported unless overridden."""
-        raise PanoplyException(f"{cls.__name__} does not support get_resource", retryable=False)
+        """The resource ``resource_id``, with its fields.
+
+        Not supported unless overridden: raises
+        :class:`~panoply_async.errors.MetadataNotSupportedException`, a
+        non-retryable ``PanoplyException``.
+        """
+        raise MetadataNotSupportedException(
+            f"{cls.__name__}: `get_resource` is not supported", retryable=False
+        )
 
     # -- reporting ------------------------------------------------------------------
 
-    def progress(self, loaded: float, total: float | None, msg: str = "") -> None:
-        """Report progress: event ``progress`` with ``{"loaded", "total", "msg"}``."""
+    def progress(self, loaded: float | None, total: float | None, msg: str = "") -> None:
+        """Report progress: event ``progress`` with ``{"loaded", "total", "msg"}``
+        (the legacy payload). Call it at least once per batch."""
         self.fire("progress", {"loaded": loaded, "total": total, "msg": msg})
 
     def state(self, state_id: Any, state: Any) -> None:
-        """Report a resumable state. Tag records with ``"__state": state_id``; the
-        state is committed once they (and everything before) were acknowledged."""
-        self.fire("source-state", {"state_id": state_id, "state": state})
+        """Report a resumable state: event ``source-state`` with
+        ``{"state_id", "state"}`` (plus the legacy key ``"stateId"``).
 
-    def raw(self, tag: str, raw: Any, metadata: Mapping[str, Any] | None = None) -> None:
-        """Report a raw payload (e.g. an API response) for debugging: event ``raw``."""
-        self.fire("raw", {"tag": tag, "raw": raw, "metadata": dict(metadata or {})})
+        Tag the records it covers with ``"__state": state_id``; the runner
+        commits the state only once they, and everything read before, were
+        acknowledged by SQS.
+        """
+        self.fire("source-state", {"state_id": state_id, "stateId": state_id, "state": state})
+
+    def raw(self, tag: str, raw: bytes | str, metadata: Any = None) -> dict[str, Any]:
+        """Wrap a raw payload (an API response, a file) as the legacy raw object
+        ``{"type": "raw", "tag", "raw", "metadata"}``, ``raw`` base64-encoded.
+
+        Like the legacy method it fires no event: return (or yield) the object
+        as a record. ``str`` payloads are encoded as UTF-8 first; the base64
+        text is a ``str`` so that the object serialises as JSON.
+        """
+        payload = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+        return {
+            "type": "raw",
+            "tag": tag,
+            "raw": base64.b64encode(payload).decode("ascii"),
+            "metadata": metadata,
+        }
 
     def log(self, *msgs: Any) -> None:
-        """Log ``msgs`` (joined by spaces) with secrets masked."""
-        text = " ".join(str(m) for m in msgs)
-        self._logger.info("%s", self.mask(text))
+        """Log ``msgs``, joined by spaces, at INFO on the logger
+        ``panoply_async.datasource.<ClassName>``.
+
+        Secrets are masked (see :meth:`mask`). When ``options["logger"]`` is a
+        callable (the legacy hook) it is called too, with the masked messages.
+        """
+        masked = tuple(self.mask(str(m)) for m in msgs)
+        self._logger.info("%s", " ".join(masked))
+        hook = self.options.get("logger")
+        if callable(hook):
+            hook(masked)
 
     def mask(self, text: str) -> str:
-        """``text`` with every secret value of the source replaced by ``***``."""
+        """``text`` with every secret value of the source replaced by ``***``.
+
+        Secret values are those of ``source`` keys (at any depth) whose name
+        contains ``password``, ``token``, ``secret`` or ``key`` (any case), and
+        of the params that the connector module's ``CONFIG`` marks
+        ``"secret": True`` or ``"type": "password"``.
+        """
         for value in sorted(self._secret_values(), key=len, reverse=True):
             text = text.replace(value, MASK)
         return text
 
     def _secret_values(self) -> set[str]:
-        names = {name for name in self.source if _SECRET_KEY.search(str(name))}
-        config = getattr(sys.modules.get(type(self).__module__), "CONFIG", None)
-        if isinstance(config, Mapping):
-            for param in config.get("params", []) or []:
-                if isinstance(param, Mapping) and (
-                    param.get("secret") or str(param.get("type", "")).lower() == "password"
-                ):
-                    names.add(str(param.get("name")))
         values: set[str] = set()
-        for name in names:
-            value = self.source.get(name)
-            if isinstance(value, (str, int)) and len(str(value)) >= 3:
-                values.add(str(value))
+        for name in self._config_secret_names():
+            _collect(self.source.get(name), values, min_number=1)
+        for name, value in _walk_named(self.source):
+            if _SECRET_KEY.search(name):
+                _collect(value, values, min_number=_MIN_NUMBER_SECRET)
         return values
+
+    def _config_secret_names(self) -> set[str]:
+        config = getattr(sys.modules.get(type(self).__module__), "CONFIG", None)
+        names: set[str] = set()
+        if not isinstance(config, Mapping):
+            return names
+        params = config.get("params")
+        if not isinstance(params, list):
+            return names
+        for param in params:
+            if not isinstance(param, Mapping) or not isinstance(param.get("name"), str):
+                continue
+            if param.get("secret") is True or str(param.get("type", "")).lower() == "password":
+                names.add(param["name"])
+        return names
 
     # -- events ---------------------------------------------------------------------
 
-    def on(self, name: str, handler: Handler) -> DataSource:
-        """Register ``handler`` for ``progress``, ``source-state``, ``source-change``,
-        ``raw`` or ``"*"``; returns ``self``. Handlers are plain functions."""
-        if name not in DATASOURCE_EVENTS:
-            raise ValueError(f"unknown data source event {name!r}")
+    def on(self: _DS, name: str, handler: Handler) -> _DS:
+        """Call ``handler(data)`` whenever event ``name`` fires; ``"*"`` handlers
+        get ``(name, data)``. Returns ``self`` so that calls chain.
+
+        Events: ``progress``, ``source-state``, ``source-change``, and any name a
+        connector passes to :meth:`fire`. Handlers are plain functions, run on
+        the event loop's thread even when the connector reports from a worker
+        thread; one that raises is logged and ignored.
+        """
+        self._bind_loop()
         self._events.on(name, handler)
         return self
 
     def fire(self, name: str, data: Any) -> None:
-        """Call the handlers of ``name``. Safe from a worker thread of a legacy
-        connector: the handlers then run on the event loop's thread."""
-        try:
-            anyio.get_current_task()
-        except RuntimeError:
-            pass
-        else:
+        """Call the handlers of ``name`` (and ``"*"``) with ``data``.
+
+        Safe from any thread: called from a thread other than the event loop's
+        (a legacy connector's worker thread, or a thread it started itself)
+        it hands the call to the loop and waits for it; with no event loop at
+        all (plain synchronous use) it calls the handlers directly.
+        """
+        if self._bind_loop():
+            self._events.emit(name, data)
+            return
+        if threading.get_ident() == self._loop_thread:
+            # The loop's own thread outside any task (a loop callback): running
+            # the handlers here is safe, waiting for the loop would deadlock.
             self._events.emit(name, data)
             return
         try:
+            # An AnyIO worker thread (how legacy read() runs) knows its loop.
             anyio.from_thread.run_sync(self._events.emit, name, data)
+            return
         except RuntimeError:
-            # No event loop at all (plain synchronous use): call them here.
-            self._events.emit(name, data)
+            pass
+        if self._loop_token is not None:
+            try:
+                # A thread the connector started itself: use the loop learnt earlier.
+                anyio.from_thread.run_sync(self._events.emit, name, data,
+                                           token=self._loop_token)
+                return
+            except RuntimeError:
+                pass  # that loop has closed
+        # No loop to hand over to: plain synchronous use.
+        self._events.emit(name, data)
+
+    def _bind_loop(self) -> bool:
+        """Remember the running event loop, if this thread runs one; True if so."""
+        try:
+            anyio.get_current_task()
+            token = anyio.lowlevel.current_token()
+        except RuntimeError:
+            return False
+        self._loop_token = token
+        self._loop_thread = threading.get_ident()
+        return True
+
+
+def _walk_named(value: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """(key, value) of every mapping inside ``value``, at any depth."""
+    if depth > 8:  # guards against self-referencing sources
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield str(key), item
+            yield from _walk_named(item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _walk_named(item, depth + 1)
+
+
+def _collect(value: Any, into: set[str], *, min_number: int) -> None:
+    """Add the strings that ``value`` (a str, number, or container of them) shows."""
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, str):
+        if value:
+            into.add(value)
+    elif isinstance(value, bytes):
+        if value:
+            into.add(value.decode("utf-8", "replace"))
+    elif isinstance(value, (int, float)):
+        text = str(value)
+        if len(text) >= min_number:
+            into.add(text)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _collect(item, into, min_number=min_number)
+    elif isinstance(value, (list, tuple, set)):
+        for item in value:
+            _collect(item, into, min_number=min_number)
+

@@ -221,7 +221,9 @@ def _source_of(args: tuple[Any, ...]) -> Mapping[str, Any]:
     return source if isinstance(source, Mapping) else {}
 
 
-def normalise(exc: Exception, phase: Phase | str, args: tuple[Any, ...] = ()) -> DataSourceException:
+def normalise(
+    exc: Exception, phase: Phase | str, args: tuple[Any, ...] = ()
+) -> DataSourceException:
     """``exc`` as a :class:`DataSourceException` for ``phase``.
 
     A :class:`DataSourceException` is returned as it is, with its ``phase``
