@@ -4,6 +4,7 @@ The public API is what this module lists in ``__all__``; everything in a
 module whose name starts with ``_`` is private.
 """
 
+from ._contract import ConnectorError, check_connector, load_connector, validate_connector
 from ._credentials import Credentials, parse_credentials
 from ._encoding import decode_body, encode_record
 from ._exceptions import (
@@ -38,16 +39,25 @@ from .datasource import (
 )
 from .decorators import background_progress, validate_token
 from .errors import (
+    ERROR_CODES,
+    BackgroundTimeoutError,
     DataSourceException,
+    IncorrectParamError,
+    MetadataNotSupportedException,
     PanoplyException,
     Phase,
+    TokenValidationException,
+    WrongTypeOrValueError,
     set_internal_code,
     wrap_errors,
 )
 
 __all__ = [
+    "ERROR_CODES",
     "SDK",
+    "BackgroundTimeoutError",
     "ConfigurationError",
+    "ConnectorError",
     "Credentials",
     "CredentialsError",
     "DataSource",
@@ -56,10 +66,12 @@ __all__ = [
     "DeliveryError",
     "EntryFailure",
     "Field",
+    "IncorrectParamError",
     "IngestResult",
     "MemoryTransport",
     "Message",
     "Metadata",
+    "MetadataNotSupportedException",
     "PanoplyError",
     "PanoplyException",
     "Phase",
@@ -74,14 +86,19 @@ __all__ = [
     "SendError",
     "SendOutcome",
     "Stats",
+    "TokenValidationException",
     "Transport",
+    "WrongTypeOrValueError",
     "__version__",
     "background_progress",
+    "check_connector",
     "decode_body",
     "encode_record",
+    "load_connector",
     "parse_credentials",
     "set_internal_code",
     "to_record",
+    "validate_connector",
     "validate_token",
     "wrap_errors",
 ]
