@@ -334,7 +334,8 @@ async def _tail(queue_url: str, endpoint_url: str | None, sign: bool, limit: int
               help="Start an embedded local SQS server with the credentials' queue and tail it.")
 @click.option("--queue-url", help="Tail this queue (signed with your AWS credentials).")
 @click.option("--endpoint-url", help="With the credentials: the SQS-compatible server to read.")
-@click.option("--max", "limit", type=click.IntRange(min=1), help="Stop once N records were printed (messages are printed whole).")
+@click.option("--max", "limit", type=click.IntRange(min=1),
+              help="Stop once N records were printed (messages are printed whole).")
 @click.option("--wait", default=20.0, show_default=True, type=click.FloatRange(min=0, max=20),
               help="Long-poll seconds per receive; 0 stops when the queue is empty.")
 @click.option("--port", default=0, show_default=True, help="Port of the --local server.")
