@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import random
 import time
 import uuid
 from collections import Counter
@@ -30,26 +29,28 @@ _EPOCH = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
 _WORDS = ("alpha", "בטא", "γάμμα", "дельта", "数据", "😀 emoji", "tab\tand\nnewline", "quote\"s")
 
 
-def demo_record(i: int, *, seed: int = 7) -> tuple[str, dict[str, Any]]:
+def demo_record(i: int) -> tuple[str, dict[str, Any]]:
     """Record number ``i`` and its table: varied values, the same for the same ``i``."""
-    rnd = random.Random(i * 7919 + seed)
+    # A cheap integer hash of i stands in for randomness, so that a resumed run
+    # regenerates exactly the same records.
+    h = (i * 2654435761 + 97) % 4294967291
     table = TABLES[i % len(TABLES)]
     record: dict[str, Any] = {
         "id": i,
         "at": _EPOCH + datetime.timedelta(seconds=i),
-        "name": rnd.choice(_WORDS),
+        "name": _WORDS[h % len(_WORDS)],
     }
     if table == "events":
-        record["kind"] = rnd.choice(("click", "view", "signup"))
-        record["props"] = {"page": f"/p/{rnd.randrange(100)}", "ms": rnd.random()}
+        record["kind"] = ("click", "view", "signup")[h % 3]
+        record["props"] = {"page": f"/p/{h % 100}", "ms": (h % 10_000) / 10_000}
     elif table == "users":
-        record["uuid"] = uuid.UUID(int=rnd.getrandbits(128))
-        record["tags"] = [rnd.choice(_WORDS) for _ in range(rnd.randrange(4))]
-        record["active"] = rnd.random() < 0.8
+        record["uuid"] = uuid.UUID(int=h * 0x9E3779B97F4A7C15 % (1 << 128))
+        record["tags"] = [_WORDS[(h >> k) % len(_WORDS)] for k in range(h % 4)]
+        record["active"] = h % 5 != 0
     else:
-        record["amount"] = decimal.Decimal(rnd.randrange(1, 100_000)) / 100
-        record["items"] = [{"sku": f"S{rnd.randrange(999)}", "qty": rnd.randrange(1, 5)}
-                           for _ in range(rnd.randrange(1, 4))]
+        record["amount"] = decimal.Decimal(h % 100_000) / 100
+        record["items"] = [{"sku": f"S{(h >> k) % 999}", "qty": 1 + (h >> k) % 4}
+                           for k in range(1 + h % 3)]
         record["note"] = None
     return table, record
 
