@@ -330,3 +330,48 @@ class ApiLess(DataSource):
         self.state("s", {"done": True})
         yield [{"id": 1, "__state": "s"}, {"id": 2, "__state": "s"}]
         await anyio.lowlevel.checkpoint()
+
+
+class LegacyWithClose(DataSource):
+    def __init__(self, source: dict[str, Any]) -> None:
+        super().__init__(source)
+        self.done = False
+        self.closed_in: int | None = None
+
+    def read(self, n: int | None = None) -> list[dict[str, Any]] | None:  # type: ignore[override]
+        if self.done:
+            return None
+        self.done = True
+        return [{"id": 1}]
+
+    def close(self) -> None:  # type: ignore[override]
+        self.closed_in = threading.get_ident()
+
+
+async def test_legacy_plain_close_runs_in_a_thread(panoply_queue: LocalQueue) -> None:
+    source = LegacyWithClose({"type": "legacy"})
+    async with panoply_queue.sdk() as conn:
+        result = await conn.ingest(source)
+    assert result.records == 1
+    assert source.closed_in is not None
+    assert source.closed_in != threading.get_ident()
+
+
+class BadRecords(DataSource):
+    def __init__(self, source: dict[str, Any]) -> None:
+        super().__init__(source)
+        self.reads = 0
+
+    async def read(self, n: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        self.reads += 1
+        yield [{"id": 1, "bad": object()}]
+
+
+async def test_a_record_the_sdk_refuses_is_not_re_read(panoply_queue: LocalQueue) -> None:
+    from panoply_async import RecordError
+
+    source = BadRecords({"type": "t"})
+    async with panoply_queue.sdk() as conn:
+        with pytest.raises(RecordError):
+            await conn.ingest(source)
+    assert source.reads == 1

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._exceptions import RecordError
 from .errors import PanoplyException
 
 if TYPE_CHECKING:
@@ -206,6 +207,17 @@ async def _legacy_batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
         yield batch
 
 
+async def _close(ds: DataSource) -> None:
+    """``close()``; a legacy connector's plain ``close()`` runs in a worker thread."""
+    close: Callable[[], Any] = ds.close
+    if inspect.iscoroutinefunction(close):
+        await close()
+    else:
+        result = await anyio.to_thread.run_sync(close)
+        if inspect.isawaitable(result):
+            await result
+
+
 def _batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
     read: Callable[..., Any] = ds.read
     if inspect.isasyncgenfunction(read):
@@ -254,6 +266,9 @@ async def ingest(
                     attempt = 0
                     await write_batch(batch)
                 return
+            except (RecordError, RuntimeError):
+                # A record the SDK refused, or a closed SDK: reading again cannot help.
+                raise
             except PanoplyException as exc:
                 if not exc.retryable:
                     raise
@@ -317,7 +332,7 @@ async def ingest(
         raise
     finally:
         with anyio.CancelScope(shield=True):
-            await ds.close()
+            await _close(ds)
         result.tables = dict(tables)
         result.elapsed = time.monotonic() - started
         result.delivered = (
