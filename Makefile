@@ -34,7 +34,19 @@ pytest: $(VENV)/.installed-dev
 docs: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-test: lint typecheck pytest docs
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,bench]'
+	touch $@ $(VENV)/.installed-dev $(VENV)/.installed-local
+
+# The full benchmark (about 10 minutes): figures, table and plot in benchmarks/results/.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks
+
+# The same code on tiny inputs, so that it cannot rot; asserts no speed.
+bench-quick: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks --quick --out .bench-quick
+
+test: lint typecheck pytest docs bench-quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site
