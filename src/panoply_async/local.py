@@ -217,6 +217,9 @@ def _make_server(port: int, app: _WSGIApp, connections: _Connections) -> BaseWSG
     from werkzeug.serving import make_server
 
     class Handler(MotoRequestHandler):
+        # Keep-alive, as real SQS: without it every request opens a new connection.
+        protocol_version = "HTTP/1.1"
+
         def setup(self) -> None:
             super().setup()
             connections.add(self.connection)
