@@ -528,3 +528,33 @@ async def test_fast_and_general_paths_agree(
                     await conn.write(table, record)
     expected = b"".join(encode_record(t, r) for t in ("t", "u") for r in MIXED)
     assert b"".join(transport.bodies) == expected
+
+
+async def test_buffer_bound_holds_with_concurrent_writers(
+    vector_credentials: tuple[str, str],
+) -> None:
+    transport = GatedTransport()
+    limit = 64 * 1024
+    peak = 0
+    async with SDK(
+        *vector_credentials,
+        transport=transport,
+        max_message_bytes=8 * 1024,
+        max_buffer_bytes=limit,
+        max_concurrent_sends=1,
+    ) as conn:
+
+        async def producer(first: int) -> None:
+            nonlocal peak
+            for i in range(first, first + 1_000):
+                await conn.write("t", {"id": i, "pad": "w" * 90})
+                peak = max(peak, conn.buffered_bytes)
+
+        async with anyio.create_task_group() as tg:
+            for k in range(8):
+                tg.start_soon(producer, k * 1_000)
+            await anyio.wait_all_tasks_blocked()
+            assert conn.buffered_bytes <= limit
+            transport.gate.set()
+    assert peak <= limit
+    assert sorted(ids(transport)) == list(range(8_000))

@@ -445,8 +445,9 @@ class SDK:
                     stats.records_accepted += 1
                     stats.records_pending += 1
                     return
-                if size <= self._line_limit and self._buffered + size <= self._max_buffer:
-                    await self._add_closing(body, tail, size)
+                if size <= self._line_limit:
+                    await self._reserve(size)
+                    self._add_record(body, tail, size)
                     return
         await self._accept(self._encode(table, data))
 
@@ -512,9 +513,8 @@ class SDK:
             if general and id(body) in general:
                 await self._accept(body)
             else:
-                if self._buffered + size > max_buffer:
-                    await self._wait_for_room(size)
-                await self._add_closing(body, tail, size)
+                await self._reserve(size)
+                self._add_record(body, tail, size)
             buffered = self._buffered
         self._buffered = buffered
         stats.records_accepted += accepted
@@ -605,10 +605,7 @@ class SDK:
     async def _accept(self, line: bytes) -> None:
         """Buffer a whole line from the general encoder, waiting for room if needed."""
         size = len(line)
-        if self._buffered + size > self._config.max_buffer_bytes:
-            await self._wait_for_room(size)
-        if self._packer.closes(size):
-            await self._yield_before_closing(size)
+        await self._reserve(size)
         stats = self._stats
         finished = self._packer.add(line)
         self._buffered += size
@@ -616,18 +613,27 @@ class SDK:
         stats.records_pending += 1
         self._after_add(finished)
 
-    async def _add_closing(self, body: bytes, tail: bytes, size: int) -> None:
-        """Buffer a record that closes a message."""
-        await self._yield_before_closing(size)
-        self._add_record(body, tail, size)
+    async def _reserve(self, size: int) -> None:
+        """Wait until ``size`` more bytes fit in the buffer; when the record will
+        close the open message, first close it (if the record does not fit) and
+        yield so that the senders start on it.
 
-    async def _yield_before_closing(self, size: int) -> None:
-        """Close the open message if the next record does not fit, then yield to
-        the senders. Nothing is accepted after the yield's await, so a cancelled
-        ``write()`` never accepted its record and an accepted one never raises."""
-        if self._packer.size + size > self._packer.body_limit:
-            self._close_open_message("full")
-        await anyio.lowlevel.checkpoint()
+        The caller adds the record right after this returns, with no await in
+        between: so the buffer bound holds with concurrent writers, a cancelled
+        ``write()`` never accepted its record, and an accepted one never raises.
+        """
+        yielded = False
+        while True:
+            if self._buffered + size > self._max_buffer:
+                await self._wait_for_room(size)
+                continue
+            if not yielded and self._packer.closes(size):
+                if self._packer.size + size > self._packer.body_limit:
+                    self._close_open_message("full")
+                await anyio.lowlevel.checkpoint()
+                yielded = True
+                continue
+            return
 
     def _add_record(self, body: bytes, tail: bytes, size: int) -> None:
         """Buffer one encoded record; the caller checked the room."""
@@ -649,7 +655,7 @@ class SDK:
             self._close_open_message("full")
 
     async def _wait_for_room(self, size: int) -> None:
-        while self._buffered + size > self._config.max_buffer_bytes:
+        while self._buffered + size > self._max_buffer:
             if self._state is not _OPEN:
                 raise self._not_open("write")
             await self._room_event.wait()

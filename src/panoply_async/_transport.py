@@ -227,24 +227,18 @@ class SQSTransport:
 
     @staticmethod
     def _classify(exc: BaseException) -> SendError:
+        import aiohttp
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(exc, ClientError):
             return _classify_client_error(exc)
-        if isinstance(exc, (BotoCoreError, OSError, asyncio.TimeoutError, TimeoutError)):
-            # Connection refused/reset/closed, timeouts, DNS: the request may not
-            # have arrived, or its answer was lost; resending is at-least-once.
-            return SendError(f"request to SQS failed: {type(exc).__name__}: {exc}",
-                             retryable=True, code=type(exc).__name__)
-        try:
-            import aiohttp
-        except ImportError:  # pragma: no cover - aiohttp comes with aiobotocore
-            aiohttp = None  # type: ignore[assignment]
-        if aiohttp is not None and isinstance(exc, aiohttp.ClientError):
-            return SendError(f"request to SQS failed: {type(exc).__name__}: {exc}",
-                             retryable=True, code=type(exc).__name__)
+        # Connection refused/reset/closed, timeouts, DNS: the request may not have
+        # arrived, or its answer was lost; resending is at-least-once.
+        transient = (
+            BotoCoreError, OSError, asyncio.TimeoutError, TimeoutError, aiohttp.ClientError
+        )
         return SendError(f"request to SQS failed: {type(exc).__name__}: {exc}",
-                         retryable=False, code=type(exc).__name__)
+                         retryable=isinstance(exc, transient), code=type(exc).__name__)
 
 
 FaultHook = Callable[[Sequence[Message]], "SendOutcome | BaseException | None"]
