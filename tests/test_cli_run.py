@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_child import SCRIPT, Child
 
+from cli_child import SCRIPT, Child
 from panoply_async.testing import LocalQueue
 
 CONNECTOR = '''

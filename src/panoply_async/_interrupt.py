@@ -53,7 +53,7 @@ class Interrupt:
         return signal.Signals(self.signum).name if self.signum else "nothing"
 
 
-def handled_signals() -> list[int]:
+def handled_signals() -> list[signal.Signals]:
     """SIGINT and SIGTERM, except those the process inherited as ignored."""
     return [s for s in (signal.SIGINT, signal.SIGTERM)
             if signal.getsignal(s) is not signal.SIG_IGN]

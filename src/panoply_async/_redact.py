@@ -126,7 +126,7 @@ def secret_values(config: Mapping[str, Any], source: Mapping[str, Any]) -> set[s
             return
         if isinstance(value, Mapping):
             for key, item in value.items():
-                if str(key) in marked and depth == 0 or _SECRET_NAME.search(str(key)):
+                if (depth == 0 and str(key) in marked) or _SECRET_NAME.search(str(key)):
                     collect(item, depth)
                 walk(item, depth + 1)
         elif isinstance(value, (list, tuple)):

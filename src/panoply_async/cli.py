@@ -322,6 +322,8 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
             on_again=stopper.stop))
     except KeyboardInterrupt:  # before the event loop took over the signals
         outcome.interrupted = True
+    # A signal during the final drain interrupts nothing, but it was received.
+    outcome.interrupted = outcome.interrupted or interrupt.interrupted
     _summarise(console, outcome, dry_run=dry_run, interrupt=interrupt, stopped=stopper.stopped)
     stats = outcome.stats
     undelivered = stats.get("records_spooled", 0) + stats.get("records_failed", 0)
