@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from cli_child import SCRIPT
 
 CONNECTOR = '''

@@ -12,6 +12,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+
 from cli_child import SCRIPT
 
 ROOT = Path(__file__).resolve().parents[1]

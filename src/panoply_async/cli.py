@@ -138,13 +138,25 @@ def replay(path: str, endpoint_url: str | None, apikey: str | None,
         async with SDK(key, secret, endpoint_url=endpoint_url) as conn:
             return await conn.replay(path)
 
+    from ._interrupt import Interrupt, run_interruptible
+
+    interrupt = Interrupt()
+    results: list[Any] = []
+
+    async def work() -> None:
+        results.append(await run())
+
     try:
-        result = anyio.run(run)
+        anyio.run(lambda: run_interruptible(work, interrupt))
     except KeyboardInterrupt:
-        click.echo("interrupted: entries not yet acknowledged are still in the spool", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        interrupt.signum = interrupt.signum or EXIT_INTERRUPTED - 128
     except PanoplyError as exc:
         fail(str(exc))
+    if interrupt.interrupted or not results:
+        click.echo(f"interrupted by {interrupt.name}: entries not yet acknowledged are still "
+                   "in the spool", err=True)
+        sys.exit(interrupt.exit_code)
+    result = results[0]
     click.echo(
         f"replayed {result.records_sent:,} records in {result.messages_sent} messages "
         f"from {len(result.files)} file(s)"
@@ -481,12 +493,17 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
             url = parse_credentials(key, secret).queue_url(endpoint_url)
             await _tail(url, endpoint_url, False, limit, wait)
 
+    from ._interrupt import Interrupt, run_interruptible
+
+    interrupt = Interrupt()
     try:
-        anyio.run(main_task)
+        anyio.run(lambda: run_interruptible(main_task, interrupt))
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         fail(f"{type(exc).__name__}: {exc}")
+    if interrupt.interrupted:
+        sys.exit(interrupt.exit_code)
 
 
 @cli.command()
