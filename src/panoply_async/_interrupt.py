@@ -85,13 +85,23 @@ async def run_interruptible(
             elif on_again is not None:
                 on_again()
 
+    failure: BaseException | None = None
     with contextlib.ExitStack() as stack:
         async with anyio.create_task_group() as group:
             if signals:
                 group.start_soon(watch, stack.enter_context(anyio.open_signal_receiver(*signals)))
-            with work_scope:
-                await work()
-            group.cancel_scope.cancel()
+            try:
+                with work_scope:
+                    await work()
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:
+                # Raised below, outside the task group, which would wrap it in a group.
+                failure = exc
+            finally:
+                group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
 
 
 class StoppableTransport:
