@@ -38,10 +38,6 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
 def credential_options(func: F) -> F:
     """``--apikey``/``--apisecret``, from the environment when not given."""
     func = click.option(
@@ -82,6 +78,7 @@ def demo(records: int) -> None:
 
     from ._interrupt import Interrupt, Stopper, run_interruptible
     from ._progress import RunDisplay
+    from ._report import plural
     from .demo import DemoSummary, run_demo
 
     result: list[DemoSummary] = []
@@ -233,31 +230,6 @@ def _collect_source(ctx: click.Context, module: Any, values: dict[str, Any],
     return source
 
 
-def _connector_location(exc: BaseException, module: Any) -> str | None:
-    """``file:line in function`` of the innermost frame of the connector's own code."""
-    import traceback
-
-    file = getattr(module, "__file__", None)
-    if not file:
-        return None
-    root = Path(file).resolve()
-    if hasattr(module, "__path__"):  # a package: every file under its directory
-        root = root.parent
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    found: str | None = None
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        for frame in traceback.extract_tb(current.__traceback__):
-            path = Path(frame.filename).resolve()
-            if path == root or root in path.parents:
-                found = f"{frame.filename}:{frame.lineno} in {frame.name}"
-        if found is not None:
-            return found
-        current = current.__cause__ or current.__context__
-    return None
-
-
 @cli.command(cls=RunCommand, context_settings={"ignore_unknown_options": False})
 @click.argument("module")
 @credential_options
@@ -294,6 +266,7 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
     from ._contract import connector_name
     from ._interrupt import Interrupt, Stopper, run_interruptible
     from ._redact import redactor, secret_values
+    from ._report import error_lines, plural, summary_lines
     from ._run import RunOptions, RunOutcome, StateFile, StateFileError, load_state, run_connector
 
     loaded = ctx.meta.get("panoply.module") or _load_module(module)
@@ -336,72 +309,23 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
         outcome.interrupted = True
     # A signal during the final drain interrupts nothing, but it was received.
     outcome.interrupted = outcome.interrupted or interrupt.interrupted
-    _summarise(console, outcome, dry_run=dry_run, interrupt=interrupt, stopped=stopper.stopped)
+    for line in summary_lines(outcome, dry_run=dry_run, interrupt=interrupt,
+                              stopped=stopper.stopped):
+        console.out(line, highlight=False)
     stats = outcome.stats
     undelivered = stats.get("records_spooled", 0) + stats.get("records_failed", 0)
     if outcome.error is not None:
-        _report_error(outcome.error, loaded, verbose)
+        *traceback, line = error_lines(outcome.error, loaded, verbose)
+        for text in traceback:
+            click.echo(text, err=True)
+        click.echo(line, err=True)
+        sys.exit(EXIT_FAILURE)
     if undelivered:
         fail(f"{plural(undelivered, 'record')} {'was' if undelivered == 1 else 'were'} not "
              f"delivered" + (f"; spooled to {outcome.spool_path} (send them with "
                              f"`panoply-async replay`)" if outcome.spool_path else ""))
     if outcome.interrupted:
         sys.exit(interrupt.exit_code)
-
-
-def _report_error(error: BaseException, module: Any, verbose: bool) -> NoReturn:
-    import traceback
-
-    from ._redact import redactor
-
-    if verbose:
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        click.echo(redactor.redact(text.rstrip()), err=True)
-    location = _connector_location(error, module)
-    where = f" (at {location})" if location else ""
-    hint = "" if verbose else "; --verbose shows the traceback"
-    fail(f"{type(error).__name__}: {error}{where}{hint}")
-
-
-def _summarise(console: Any, outcome: Any, *, dry_run: bool, interrupt: Any,
-               stopped: bool) -> None:
-    from ._redact import redactor
-
-    stats = outcome.stats
-    result = outcome.result
-    lines = []
-    if result is not None:
-        lines.append(f"records: {plural(result.records, 'record')} in "
-                     f"{result.batches:,} {'batch' if result.batches == 1 else 'batches'}, "
-                     f"{outcome.elapsed:.1f}s")
-        for table, count in sorted(result.tables.items()):
-            lines.append(f"  {table}: {count:,}")
-    if stats and dry_run:
-        lines.append(f"dry run: {plural(stats['records_delivered'], 'record')} printed, "
-                     "nothing sent")
-    elif stats:
-        lines.append(
-            f"messages: {stats['messages_sent']:,}, bytes: {stats['bytes_sent']:,}, "
-            f"requests: {stats['requests']:,}, retries: {stats['retries']:,}, "
-            f"spooled: {stats['records_spooled']:,}"
-        )
-    if outcome.committed is not None:
-        lines.append(f"state: {outcome.committed[0]!r} reached (dry run: nothing saved)"
-                     if dry_run else f"state: {outcome.committed[0]!r} committed")
-    if outcome.arrived is not None:
-        lines.append("arrived at the local server:")
-        lines.extend(f"  {table}: {count:,}" for table, count in outcome.arrived.items())
-    if outcome.interrupted:
-        delivered = stats.get("records_delivered", 0)
-        spooled = stats.get("records_spooled", 0) + stats.get("records_failed", 0)
-        how = "; a second interrupt stopped the drain" if stopped else ""
-        state = ("no state committed" if outcome.committed is None
-                 else f"state {outcome.committed[0]!r} committed")
-        lines.append(f"interrupted by {interrupt.name}{how}: "
-                     f"{plural(delivered, 'record')} delivered, {spooled:,} not delivered "
-                     f"(spooled), {state}")
-    for line in lines:
-        console.out(redactor.redact(line), highlight=False)
 
 
 @cli.command()
@@ -411,47 +335,6 @@ def validate(module: str) -> None:
     loaded = _load_module(module)
     params = len(loaded.CONFIG.get("params", []))
     click.echo(f"{module}: ok ({loaded.Stream.__name__}, {params} params)")
-
-
-def _region_of(queue_url: str) -> str:
-    host = queue_url.split("/")[2]
-    parts = host.split(".")
-    return parts[1] if len(parts) > 3 and parts[0] == "sqs" else "us-east-1"
-
-
-async def _tail(queue_url: str, endpoint_url: str | None, sign: bool, limit: int | None,
-                wait: float, ready: Callable[[], None] | None = None) -> int:
-    import botocore
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
-
-    from ._encoding import decode_body
-
-    config = AioConfig(signature_version=None if sign else botocore.UNSIGNED)
-    printed = 0
-    async with get_session().create_client(
-        "sqs", region_name=_region_of(queue_url), endpoint_url=endpoint_url, config=config
-    ) as client:
-        if ready is not None:
-            ready()
-        while limit is None or printed < limit:
-            response = await client.receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=int(wait),
-                MessageAttributeNames=["All"],
-            )
-            messages = response.get("Messages", [])
-            if not messages and wait == 0:
-                break
-            for message in messages:
-                for record in decode_body(message["Body"]):
-                    click.echo(json.dumps(record, ensure_ascii=False))
-                    printed += 1
-            if messages:
-                await client.delete_message_batch(QueueUrl=queue_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)
-                ])
-    return printed
 
 
 @cli.command()
@@ -472,6 +355,7 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
     Messages are deleted from the queue once printed.
     """
     from ._credentials import parse_credentials
+    from ._tail import tail_queue
 
     if local and queue_url:
         fail("--local and --queue-url exclude each other", EXIT_USAGE)
@@ -485,13 +369,13 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
                 url = server.create_queue(key, secret)
                 click.echo(f"endpoint={server.endpoint_url}", err=True)
                 click.echo(f"queue={url}", err=True)
-                await _tail(url, server.endpoint_url, False, limit, wait)
+                await tail_queue(url, server.endpoint_url, False, limit, wait)
         elif queue_url:
-            await _tail(queue_url, endpoint_url, True, limit, wait)
+            await tail_queue(queue_url, endpoint_url, True, limit, wait)
         else:
             key, secret = require_credentials(apikey, apisecret)
             url = parse_credentials(key, secret).queue_url(endpoint_url)
-            await _tail(url, endpoint_url, False, limit, wait)
+            await tail_queue(url, endpoint_url, False, limit, wait)
 
     from ._interrupt import Interrupt, run_interruptible
 
