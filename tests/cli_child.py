@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,12 +32,13 @@ def default_signals() -> None:
 class Child:
     """The console script with ``args``; stderr read line by line, never blocking forever."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None,
+                 preexec: Callable[[], object] | None = None) -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith("PANOPLY_")}
         self.proc = subprocess.Popen(
             [SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL, env={**base, **(env or {})},
-            preexec_fn=default_signals,
+            preexec_fn=lambda: (default_signals(), preexec and preexec()),
         )
         self.stderr = ""
         self._pending = b""

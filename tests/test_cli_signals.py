@@ -120,3 +120,14 @@ def test_issue14_item9_second_ctrl_c_stops_the_drain_at_once_and_spools(
     spooled = spooled_records(spool)
     assert spooled > 0
     assert f"0 records delivered, {spooled:,} not delivered (spooled)" in err
+
+
+def test_a_signal_inherited_as_ignored_stays_ignored(connector: Path, tmp_path: Path) -> None:
+    child = Child("run", str(connector), "--count", COUNT, "--dry-run",
+                  preexec=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    child.wait_for("progress:")
+    child.signal(signal.SIGTERM)
+    code, out, err = child.finish()
+    assert code == 0, err  # told to ignore SIGTERM, the run went on to its end
+    assert len(out.splitlines()) == 3000
+    assert "interrupted" not in err

@@ -48,9 +48,9 @@ class Interrupt:
 
     @property
     def name(self) -> str:
-        if self.signum == signal.SIGINT:
+        if self.signum is None or self.signum == signal.SIGINT:
             return "Ctrl-C"
-        return signal.Signals(self.signum).name if self.signum else "nothing"
+        return signal.Signals(self.signum).name
 
 
 def handled_signals() -> list[signal.Signals]:

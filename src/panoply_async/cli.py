@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -146,7 +147,7 @@ def replay(path: str, endpoint_url: str | None, apikey: str | None,
     try:
         anyio.run(lambda: run_interruptible(work, interrupt))
     except KeyboardInterrupt:
-        interrupt.signum = interrupt.signum or EXIT_INTERRUPTED - 128
+        interrupt.signum = interrupt.signum or signal.SIGINT
     except PanoplyError as exc:
         fail(str(exc))
     if interrupt.interrupted or not results:
@@ -306,7 +307,7 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
                 highlight=False),
             on_again=stopper.stop))
     except KeyboardInterrupt:  # before the event loop took over the signals
-        outcome.interrupted = True
+        interrupt.signum = interrupt.signum or signal.SIGINT
     # A signal during the final drain interrupts nothing, but it was received.
     outcome.interrupted = outcome.interrupted or interrupt.interrupted
     for line in summary_lines(outcome, dry_run=dry_run, interrupt=interrupt,
