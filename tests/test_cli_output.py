@@ -61,8 +61,12 @@ CONFIG = {"title": "Legacy", "icon": "data:image/png;base64,iVBORw0KGgo=", "para
 ''')
     write(package / "stream.py", HEADER + '''
 
+import logging
+
+
 class Stream(DataSource):
     async def read(self, n=None):
+        logging.getLogger("legacy_pkg").warning("password is %s", self.source["pwd"])
         self.log("connecting with", self.source["pwd"])
         self.progress(1, 1, "logged in as " + self.source["pwd"])
         yield [{"id": 1}]
@@ -71,6 +75,7 @@ class Stream(DataSource):
     assert done.returncode == 0, done.stderr
     assert "hunter2xyz" not in done.stderr
     assert "connecting with ***" in done.stderr
+    assert "password is ***" in done.stderr  # the connector's own logger
     assert "logged in as ***" in done.stderr
 
 

@@ -61,6 +61,7 @@ class RunDisplay:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._handler: logging.Handler | None = None
+        self._scrubbed: list[logging.Handler] = []
         self._saved_level = logging.NOTSET
 
     # -- lifetime -------------------------------------------------------------------
@@ -93,9 +94,17 @@ class RunDisplay:
         package.setLevel(logging.INFO)
         package.addHandler(handler)
         self._handler = handler
+        # A connector's own loggers reach stderr through the root logger's handlers
+        # (or Python's last-resort one): scrub those too.
+        self._scrubbed = [h for h in (*logging.getLogger().handlers, logging.lastResort)
+                          if h is not None and redactor not in h.filters]
+        for other in self._scrubbed:
+            other.addFilter(redactor)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for other in self._scrubbed:
+            other.removeFilter(redactor)
         if self._handler is not None:
             package = logging.getLogger("panoply_async")
             package.removeHandler(self._handler)
