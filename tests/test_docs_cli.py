@@ -56,3 +56,22 @@ def test_every_option_is_documented(command: str) -> None:
     doc = CLI_DOC.read_text(encoding="utf-8")
     missing = sorted({o for o in options if o not in doc})
     assert not missing, f"`panoply-async {command}` options missing from docs/cli.md: {missing}"
+
+
+def test_issue14_item13_readme_and_quickstart_say_how_to_run_the_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quickstart = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    commands = [line for line in readme.splitlines() if line.startswith("make ")]
+    assert [c.split()[:2] for c in commands[:2]] == [["make", "demo"], ["make", "test"]]
+    for text in (readme, quickstart):
+        assert ".venv/bin/panoply-async" in text
+        assert "source .venv/bin/activate" in text
+
+
+def test_issue14_item14_quickstart_installs_from_a_clone_or_a_wheel() -> None:
+    quickstart = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    # The package is not on the package index: no instruction may pretend it is.
+    assert "pip install 'panoply-async" not in quickstart
+    assert "pip install -e './panoply-async[local]'" in quickstart
+    assert "python -m build" in quickstart
+    assert "py3-none-any.whl[local]" in quickstart

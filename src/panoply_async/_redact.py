@@ -9,9 +9,12 @@ records that pass the level check, so this costs nothing when DEBUG is off.
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["REDACTED", "SecretRedactor", "redactor"]
+__all__ = ["REDACTED", "SecretRedactor", "redactor", "secret_values"]
 
 REDACTED = "***"
 
@@ -64,7 +67,8 @@ class SecretRedactor(logging.Filter):
                 self._secrets.pop(secret, None)
 
     def redact(self, text: str) -> str:
-        for secret in tuple(self._secrets):
+        # Longest first: a secret that contains another is replaced whole.
+        for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text
@@ -88,3 +92,46 @@ class SecretRedactor(logging.Filter):
 
 
 redactor = SecretRedactor()
+
+
+# Source keys whose values are credentials, by their name (as DataSource.mask).
+_SECRET_NAME = re.compile(r"password|token|secret|key", re.IGNORECASE)
+
+
+def secret_values(config: Mapping[str, Any], source: Mapping[str, Any]) -> set[str]:
+    """The strings of ``source`` that are secrets, whatever the connector's layout:
+    values of the params that ``config`` marks ``"secret": True`` or
+    ``"type": "password"``, and of keys named like a credential."""
+    marked = {
+        str(param["name"]) for param in config.get("params", [])
+        if isinstance(param, Mapping) and "name" in param
+        and (param.get("secret") is True or str(param.get("type", "")).lower() == "password")
+    }
+    found: set[str] = set()
+
+    def collect(value: Any, depth: int) -> None:
+        if depth > 8 or isinstance(value, bool) or value is None:
+            return
+        if isinstance(value, (str, int, float)):
+            found.add(str(value))
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                collect(item, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item, depth + 1)
+
+    def walk(value: Any, depth: int) -> None:
+        if depth > 8:
+            return
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if (depth == 0 and str(key) in marked) or _SECRET_NAME.search(str(key)):
+                    collect(item, depth)
+                walk(item, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item, depth + 1)
+
+    walk(source, 0)
+    return {value for value in found if len(value) >= 4}

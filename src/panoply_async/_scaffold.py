@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
 import re
+import sys
 from pathlib import Path
 
 from ._exceptions import PanoplyError
@@ -85,12 +87,43 @@ _README = '''# {title}
 
 A Panoply data source built with panoply-async.
 
+panoply-async is not on the package index: install it first from a clone of its
+repository (or from a wheel built there with `python -m build`), then this package:
+
 ```bash
+python -m venv .venv && . .venv/bin/activate
+pip install -e '{sdk}[local]'
 pip install -e '.[dev]'
 pytest                                    # runs the connector against a local SQS server
 panoply-async run {name} --local          # run it, see what arrives
 ```
 '''
+
+_GENERIC_SDK = "../panoply-async"
+
+
+def _sdk_location() -> str:
+    """Where this panoply-async was installed from, when that is a clone of its repository."""
+    root = Path(__file__).resolve().parents[2]
+    pyproject = root / "pyproject.toml"
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return _GENERIC_SDK
+    return str(root) if 'name = "panoply-async"' in text else _GENERIC_SDK
+
+
+def _shadowed(name: str) -> str | None:
+    """What an importable module called ``name`` already is, or None."""
+    if name in sys.stdlib_module_names:
+        return "a standard-library module"
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    return f"an installed module ({spec.origin or 'a namespace package'})"
 
 
 def scaffold(name: str, directory: Path) -> Path:
@@ -99,6 +132,12 @@ def scaffold(name: str, directory: Path) -> Path:
         raise ScaffoldError(
             f"{name!r} is not a valid package name: use lowercase letters, digits and "
             "underscores, starting with a letter"
+        )
+    shadowed = _shadowed(name)
+    if shadowed is not None:
+        raise ScaffoldError(
+            f"{name!r} is already the name of {shadowed}: a package called {name} would "
+            "shadow it (or be shadowed by it); choose another name"
         )
     root = directory / name
     if root.exists():
@@ -110,7 +149,7 @@ def scaffold(name: str, directory: Path) -> Path:
         root / "pyproject.toml": _PYPROJECT.format(
             dist=name.replace("_", "-"), version=__version__
         ),
-        root / "README.md": _README.format(title=title, name=name),
+        root / "README.md": _README.format(title=title, name=name, sdk=_sdk_location()),
     }
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The ``panoply-async`` command.
 
-Exit codes: 0 success; 1 connector or delivery failure; 2 usage or
-configuration error; 130 interrupted (Ctrl-C) after a clean drain.
+Exit codes: 0 success; 1 connector or delivery failure (also after an
+interrupt, when records were not delivered); 2 usage or configuration error;
+130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM, after a clean drain.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +33,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    from ._redact import redactor
+
+    click.echo(redactor.redact(f"error: {message}"), err=True)
     sys.exit(code)
 
 
@@ -73,34 +77,44 @@ def demo(records: int) -> None:
     """Stream records through a local SQS server and check that every one arrived."""
     from rich.console import Console
 
+    from ._interrupt import Interrupt, Stopper, run_interruptible
     from ._progress import RunDisplay
+    from ._report import plural
     from .demo import DemoSummary, run_demo
 
     result: list[DemoSummary] = []
+    interrupt = Interrupt()
+    stopper = Stopper()
 
     def started() -> None:
         click.echo(f"streaming {records:,} records to a local SQS server...", err=True)
 
-    # Ctrl-C: the demo drains, checks and leaves its summary in ``result``.
     with contextlib.suppress(KeyboardInterrupt), RunDisplay(Console(stderr=True)) as display:
-        anyio.run(lambda: run_demo(records, result=result, on_start=started, display=display))
+        anyio.run(lambda: run_interruptible(
+            lambda: run_demo(records, result=result, on_start=started, display=display,
+                             stopper=stopper),
+            interrupt, on_again=stopper.stop))
     if not result:
-        fail("interrupted before the demo started", EXIT_INTERRUPTED)
+        fail("interrupted before the demo started", interrupt.exit_code)
     summary = result[0]
     click.echo(
-        f"{summary.records:,} records in {summary.messages} messages "
-        f"({summary.bytes / 1e6:.1f} MB) in {summary.seconds:.2f} s: "
+        f"{plural(summary.records, 'record')} in {plural(summary.messages, 'message')} "
+        f"({summary.bytes / 1e6:.1f} MB) sent and acknowledged in {summary.seconds:.2f} s "
+        f"(from the first write to the last acknowledgement): "
         f"{summary.records_per_second:,.0f} records/s"
     )
     for table, count in summary.per_table.items():
         click.echo(f"  {table}: {count:,}")
+    if summary.stopped:
+        fail(f"stopped at once by a second interrupt: {summary.records:,} of "
+             f"{summary.accepted:,} accepted records arrived; the demo keeps no spool")
     if not summary.ok:
         fail(f"accepted {summary.accepted:,}, missing {summary.missing}, "
              f"duplicates {summary.duplicates}")
     if summary.interrupted:
-        click.echo(f"interrupted after {summary.accepted:,} records; every accepted record "
-                   "arrived exactly once", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        click.echo(f"interrupted by {interrupt.name} after {plural(summary.accepted, 'record')};"
+                   " every accepted record arrived exactly once", err=True)
+        sys.exit(interrupt.exit_code)
     click.echo("every record arrived exactly once")
 
 
@@ -122,13 +136,25 @@ def replay(path: str, endpoint_url: str | None, apikey: str | None,
         async with SDK(key, secret, endpoint_url=endpoint_url) as conn:
             return await conn.replay(path)
 
+    from ._interrupt import Interrupt, run_interruptible
+
+    interrupt = Interrupt()
+    results: list[Any] = []
+
+    async def work() -> None:
+        results.append(await run())
+
     try:
-        result = anyio.run(run)
+        anyio.run(lambda: run_interruptible(work, interrupt))
     except KeyboardInterrupt:
-        click.echo("interrupted: entries not yet acknowledged are still in the spool", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        interrupt.signum = interrupt.signum or signal.SIGINT
     except PanoplyError as exc:
         fail(str(exc))
+    if interrupt.interrupted or not results:
+        click.echo(f"interrupted by {interrupt.name}: entries not yet acknowledged are still "
+                   "in the spool", err=True)
+        sys.exit(interrupt.exit_code)
+    result = results[0]
     click.echo(
         f"replayed {result.records_sent:,} records in {result.messages_sent} messages "
         f"from {len(result.files)} file(s)"
@@ -168,7 +194,14 @@ class RunCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-def _collect_source(module: Any, values: dict[str, Any], source_json: str | None) -> dict[str, Any]:
+_EXPLICIT = ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+
+
+def _collect_source(ctx: click.Context, module: Any, values: dict[str, Any],
+                    source_json: str | None) -> dict[str, Any]:
+    """The source dict: ``--source-json`` when given, with the param options given
+    explicitly on the command line taking precedence over it."""
+    params = module.CONFIG.get("params", [])
     if source_json is not None:
         try:
             with open(source_json, encoding="utf-8") as handle:
@@ -176,20 +209,25 @@ def _collect_source(module: Any, values: dict[str, Any], source_json: str | None
         except (OSError, ValueError) as exc:
             fail(f"--source-json {source_json}: {exc}", EXIT_USAGE)
         if not isinstance(given, dict):
-            fail("--source-json must hold a JSON object", EXIT_USAGE)
+            fail(f"--source-json {source_json} must hold a JSON object", EXIT_USAGE)
+        for param in params:
+            name = param["name"]
+            origin = ctx.get_parameter_source(name)
+            if origin is not None and origin.name in _EXPLICIT:
+                given[name] = values.get(name)
         return given
     source: dict[str, Any] = {}
-    for param in module.CONFIG.get("params", []):
+    for param in params:
         name = param["name"]
         value = values.get(name)
-        if value in (None, ()) and param.get("required"):
+        if value is None and param.get("required"):
             if sys.stdin is not None and sys.stdin.isatty():
                 value = click.prompt(param.get("title") or name,
                                      hide_input=bool(param.get("secret")))
             else:
                 fail(f"missing required option {'--' + name.replace('_', '-')}", EXIT_USAGE)
-        if value not in (None, ()):
-            source[name] = list(value) if isinstance(value, tuple) else value
+        if value is not None:
+            source[name] = value
     return source
 
 
@@ -200,19 +238,26 @@ def _collect_source(module: Any, values: dict[str, Any], source_json: str | None
 @click.option("--local", is_flag=True,
               help="Run against an embedded local SQS server and report what arrived.")
 @click.option("--dry-run", is_flag=True,
-              help="Print the records as JSON lines instead of sending them.")
+              help="Print the records as JSON lines instead of sending them; writes no state.")
 @click.option("--state-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Resume from the state committed here, and write each committed state.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="The n hint passed to read().")
 @click.option("--source-json", type=click.Path(exists=True, dir_okay=False),
-              help="Read the whole source dict from this JSON file.")
+              help="Read the source dict from this JSON file; param options given on the "
+                   "command line take precedence.")
 @click.option("--spool-dir", default=DEFAULT_SPOOL_DIR, show_default=True,
               help="Where undeliverable messages are kept for `replay`.")
+@click.option("--shutdown-timeout", default=30.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds to deliver what was accepted after Ctrl-C or SIGTERM (or at the "
+                   "end) before spooling the rest.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="On a connector error, print the full traceback.")
 @click.pass_context
 def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str | None,
         endpoint_url: str | None, local: bool, dry_run: bool, state_file: Path | None,
         batch_size: int | None, source_json: str | None, spool_dir: str,
-        **params: Any) -> None:
+        shutdown_timeout: float, verbose: bool, **params: Any) -> None:
     """Run the connector MODULE (an importable name, a .py file or a package directory).
 
     One option per CONFIG["params"] entry is added; see `panoply-async run MODULE --help`.
@@ -220,7 +265,10 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
     from rich.console import Console
 
     from ._contract import connector_name
-    from ._run import RunOptions, RunOutcome, run_connector
+    from ._interrupt import Interrupt, Stopper, run_interruptible
+    from ._redact import redactor, secret_values
+    from ._report import error_lines, plural, summary_lines
+    from ._run import RunOptions, RunOutcome, StateFile, StateFileError, load_state, run_connector
 
     loaded = ctx.meta.get("panoply.module") or _load_module(module)
     if local and dry_run:
@@ -229,54 +277,56 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
         apikey, apisecret = require_credentials(apikey, apisecret)
     elif apikey and apisecret:
         require_credentials(apikey, apisecret)
-    source = _collect_source(loaded, params, source_json)
+    source = _collect_source(ctx, loaded, params, source_json)
+    # Whatever module holds Stream, the secrets are those of the loaded module's CONFIG.
+    for secret in secret_values(loaded.CONFIG, source):
+        redactor.add(secret)
     # Records go to source["destination"], else source["type"]: the module's name.
     source.setdefault("type", connector_name(module))
     console = Console(stderr=True)
+    stopper = Stopper()
     options = RunOptions(
         module=loaded, source=source, apikey=apikey, apisecret=apisecret,
-        endpoint_url=endpoint_url, local=local, dry_run=dry_run, state_file=state_file,
-        batch_size=batch_size, spool_dir=spool_dir,
+        endpoint_url=endpoint_url, local=local, dry_run=dry_run,
+        state_file=StateFile(state_file) if state_file is not None else None,
+        batch_size=batch_size, spool_dir=spool_dir, shutdown_timeout=shutdown_timeout,
+        stopper=stopper,
     )
+    try:
+        load_state(options)
+    except StateFileError as exc:
+        fail(f"--state-file {state_file}: {exc}; the file was left as it is", EXIT_USAGE)
     outcome = RunOutcome()
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(run_connector, options, console, outcome)
-    _summarise(console, outcome)
-    if outcome.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    if outcome.error is not None:
-        fail(f"{type(outcome.error).__name__}: {outcome.error}")
-    stats = outcome.stats
-    if stats.get("records_spooled") or stats.get("records_failed"):
-        fail(f"{stats.get('records_spooled', 0) + stats.get('records_failed', 0):,} records "
-             f"were not delivered" + (f"; spooled to {outcome.spool_path}"
-                                      if outcome.spool_path else ""))
-
-
-def _summarise(console: Any, outcome: Any) -> None:
-    stats = outcome.stats
-    result = outcome.result
-    lines = []
-    if result is not None:
-        lines.append(f"records: {result.records:,} in {result.batches:,} batches, "
-                     f"{result.elapsed:.1f}s")
-        for table, count in sorted(result.tables.items()):
-            lines.append(f"  {table}: {count:,}")
-    if stats:
-        lines.append(
-            f"messages: {stats['messages_sent']:,}, bytes: {stats['bytes_sent']:,}, "
-            f"requests: {stats['requests']:,}, retries: {stats['retries']:,}, "
-            f"spooled: {stats['records_spooled']:,}"
-        )
-    if result is not None and result.state_id is not None:
-        lines.append(f"state: {result.state_id!r} committed")
-    if outcome.arrived is not None:
-        lines.append("arrived at the local server:")
-        lines.extend(f"  {table}: {count:,}" for table, count in outcome.arrived.items())
-    if outcome.interrupted:
-        lines.append("interrupted: accepted records were drained before exiting")
-    for line in lines:
+    interrupt = Interrupt()
+    try:
+        anyio.run(lambda: run_interruptible(
+            lambda: run_connector(options, console, outcome), interrupt,
+            on_first=lambda first: console.out(
+                f"{first.name}: stopping; delivering what was accepted for up to "
+                f"{shutdown_timeout:g}s (again to stop at once and spool the rest)",
+                highlight=False),
+            on_again=stopper.stop))
+    except KeyboardInterrupt:  # before the event loop took over the signals
+        interrupt.signum = interrupt.signum or signal.SIGINT
+    # A signal during the final drain interrupts nothing, but it was received.
+    outcome.interrupted = outcome.interrupted or interrupt.interrupted
+    for line in summary_lines(outcome, dry_run=dry_run, interrupt=interrupt,
+                              stopped=stopper.stopped):
         console.out(line, highlight=False)
+    stats = outcome.stats
+    undelivered = stats.get("records_spooled", 0) + stats.get("records_failed", 0)
+    if outcome.error is not None:
+        *traceback, line = error_lines(outcome.error, loaded, verbose)
+        for text in traceback:
+            click.echo(text, err=True)
+        click.echo(line, err=True)
+        sys.exit(EXIT_FAILURE)
+    if undelivered:
+        fail(f"{plural(undelivered, 'record')} {'was' if undelivered == 1 else 'were'} not "
+             f"delivered" + (f"; spooled to {outcome.spool_path} (send them with "
+                             f"`panoply-async replay`)" if outcome.spool_path else ""))
+    if outcome.interrupted:
+        sys.exit(interrupt.exit_code)
 
 
 @cli.command()
@@ -286,47 +336,6 @@ def validate(module: str) -> None:
     loaded = _load_module(module)
     params = len(loaded.CONFIG.get("params", []))
     click.echo(f"{module}: ok ({loaded.Stream.__name__}, {params} params)")
-
-
-def _region_of(queue_url: str) -> str:
-    host = queue_url.split("/")[2]
-    parts = host.split(".")
-    return parts[1] if len(parts) > 3 and parts[0] == "sqs" else "us-east-1"
-
-
-async def _tail(queue_url: str, endpoint_url: str | None, sign: bool, limit: int | None,
-                wait: float, ready: Callable[[], None] | None = None) -> int:
-    import botocore
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
-
-    from ._encoding import decode_body
-
-    config = AioConfig(signature_version=None if sign else botocore.UNSIGNED)
-    printed = 0
-    async with get_session().create_client(
-        "sqs", region_name=_region_of(queue_url), endpoint_url=endpoint_url, config=config
-    ) as client:
-        if ready is not None:
-            ready()
-        while limit is None or printed < limit:
-            response = await client.receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=int(wait),
-                MessageAttributeNames=["All"],
-            )
-            messages = response.get("Messages", [])
-            if not messages and wait == 0:
-                break
-            for message in messages:
-                for record in decode_body(message["Body"]):
-                    click.echo(json.dumps(record, ensure_ascii=False))
-                    printed += 1
-            if messages:
-                await client.delete_message_batch(QueueUrl=queue_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)
-                ])
-    return printed
 
 
 @cli.command()
@@ -347,6 +356,7 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
     Messages are deleted from the queue once printed.
     """
     from ._credentials import parse_credentials
+    from ._tail import tail_queue
 
     if local and queue_url:
         fail("--local and --queue-url exclude each other", EXIT_USAGE)
@@ -360,20 +370,25 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
                 url = server.create_queue(key, secret)
                 click.echo(f"endpoint={server.endpoint_url}", err=True)
                 click.echo(f"queue={url}", err=True)
-                await _tail(url, server.endpoint_url, False, limit, wait)
+                await tail_queue(url, server.endpoint_url, False, limit, wait)
         elif queue_url:
-            await _tail(queue_url, endpoint_url, True, limit, wait)
+            await tail_queue(queue_url, endpoint_url, True, limit, wait)
         else:
             key, secret = require_credentials(apikey, apisecret)
             url = parse_credentials(key, secret).queue_url(endpoint_url)
-            await _tail(url, endpoint_url, False, limit, wait)
+            await tail_queue(url, endpoint_url, False, limit, wait)
 
+    from ._interrupt import Interrupt, run_interruptible
+
+    interrupt = Interrupt()
     try:
-        anyio.run(main_task)
+        anyio.run(lambda: run_interruptible(main_task, interrupt))
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         fail(f"{type(exc).__name__}: {exc}")
+    if interrupt.interrupted:
+        sys.exit(interrupt.exit_code)
 
 
 @cli.command()

@@ -15,6 +15,8 @@ import anyio
 import anyio.lowlevel
 
 from ._encoding import decode_body
+from ._exceptions import DeliveryError
+from ._interrupt import Stopper
 from ._progress import RunDisplay
 from ._sdk import SDK
 from .datasource import DataSource
@@ -107,6 +109,8 @@ class DemoSummary:
     missing: int
     duplicates: int
     interrupted: bool = False
+    #: a second interrupt stopped the drain: accepted records were dropped
+    stopped: bool = False
 
     @property
     def records_per_second(self) -> float:
@@ -123,12 +127,19 @@ async def run_demo(
     result: list[DemoSummary] | None = None,
     on_start: Callable[[], None] | None = None,
     display: RunDisplay | None = None,
+    stopper: Stopper | None = None,
 ) -> DemoSummary:
     """Start a local server, run the demo connector into it, receive and check.
 
     When cancelled (Ctrl-C), the SDK still drains what was accepted; the demo
     then checks that exactly those records arrived, appends the summary to
-    ``result`` and re-raises.
+    ``result`` and re-raises. ``stopper.stop()`` (a second Ctrl-C) ends the
+    drain at once; the demo keeps no spool, so what was not sent is lost and
+    the summary says ``stopped``.
+
+    ``seconds`` runs from the start of sending to the end of the drain (not
+    counting the server's start or the final receive); ``display`` shows the
+    same clock.
     """
     from .local import LocalSQS, make_credentials
 
@@ -136,8 +147,12 @@ async def run_demo(
     interrupted = False
     async with LocalSQS() as server:
         queue_url = server.create_queue(apikey, apisecret)
-        started = time.perf_counter()
-        conn = SDK(apikey, apisecret, endpoint_url=server.endpoint_url)
+        transport = (stopper.transport(apikey, apisecret, server.endpoint_url)
+                     if stopper is not None else None)
+        started = time.monotonic()
+        if display is not None:
+            display.start_clock(started)
+        conn = SDK(apikey, apisecret, endpoint_url=server.endpoint_url, transport=transport)
         if display is not None:
             conn.on("progress", display.on_progress)
             conn.on("flush", lambda data: display.add_records(int(data["records"])))
@@ -149,14 +164,25 @@ async def run_demo(
                                           "records": count}))
         except anyio.get_cancelled_exc_class():
             interrupted = True
-        seconds = time.perf_counter() - started
+        except DeliveryError:
+            if stopper is None or not stopper.stopped:
+                raise
+            interrupted = True
+        seconds = time.monotonic() - started
+        if display is not None:
+            display.stop_clock(seconds)
         with anyio.CancelScope(shield=True):
             received = await server.areceive(queue_url)
     summary = _summarise(received, conn.stats.records_accepted, seconds)
     summary.interrupted = interrupted
+    summary.stopped = stopper is not None and stopper.stopped
     if result is not None:
         result.append(summary)
     if interrupted:
+        # Still inside the cancelled scope: this checkpoint re-raises its own
+        # cancellation, which the scope then absorbs (a bare CancelledError
+        # would not be recognised as the scope's on Python 3.10).
+        await anyio.lowlevel.checkpoint()
         raise anyio.get_cancelled_exc_class()()
     return summary
 
