@@ -24,7 +24,14 @@ from ._exceptions import RecordError
 from ._packing import attributes_size
 from ._sdk import SDK, SDK_NAME, Stats
 from ._sync_engine import CLOSED, NEW, OPEN, Engine
-from ._sync_support import EventThread, caller_body, exact_copy, pin_forever, process_hooks
+from ._sync_support import (
+    EventThread,
+    caller_body,
+    exact_copy,
+    flat_copy,
+    pin_forever,
+    process_hooks,
+)
 
 __all__ = ["SyncSDK"]
 
@@ -139,17 +146,18 @@ class SyncSDK:
             if body is not None:
                 size = len(body) + len(tail)
                 if size <= self._line_limit:
+                    payload = flat_copy(data) or body
                     # Engine.put() inlined for the common case: room, engine running.
                     engine = self._engine
                     with engine.lock:
                         if engine.pending_bytes < engine.handoff_bytes and engine.state is OPEN:
-                            engine.pending.append((table, body))
+                            engine.pending.append((table, payload))
                             engine.pending_records += 1
                             engine.pending_bytes += size
                             if engine.pump_idle:
                                 engine.wake()
                             return
-                    self._put(((table, body),), 1, size)
+                    self._put(((table, payload),), 1, size)
                     return
         line = self._encode(table, data)
         self._put(((table, exact_copy(line)),), 1, len(line))
@@ -166,7 +174,7 @@ class SyncSDK:
             if tail is not None and type(data) is dict and TABLE_KEY not in data:
                 body = caller_body(data)
                 if body is not None and len(body) + len(tail) <= self._line_limit:
-                    items.append((table, body))
+                    items.append((table, flat_copy(data) or body))
                     size += len(body) + len(tail)
                     continue
             line = self._encode(table, data)

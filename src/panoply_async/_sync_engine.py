@@ -32,6 +32,9 @@ __all__ = ["CLOSED", "CLOSING", "NEW", "OPEN", "Engine"]
 logger = logging.getLogger("panoply_async")
 
 NEW, OPEN, CLOSING, CLOSED = "new", "open", "closing", "closed"
+# Records decoded and handed to write_many() at a time: short-lived dicts keep
+# the garbage collector's work and the memory touched small.
+_RUN_RECORDS = 256
 
 
 class _Flush:
@@ -264,8 +267,11 @@ class Engine:
             if table is None:  # a flush: what came before it went first
                 self._flushes.add(payload.future)
                 task_group.start_soon(self._flush, conn, payload.future)
-            else:
-                run.append(_loads(payload) if type(payload) is bytes else payload)
+                continue
+            run.append(_loads(payload) if type(payload) is bytes else payload)
+            if len(run) == _RUN_RECORDS:
+                await self._write_run(conn, run_table, run)
+                run = []
         if run:
             await self._write_run(conn, run_table, run)
 

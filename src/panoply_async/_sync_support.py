@@ -37,6 +37,7 @@ __all__ = [
     "EventThread",
     "caller_body",
     "exact_copy",
+    "flat_copy",
     "new_loop",
     "pin_forever",
     "process_hooks",
@@ -68,6 +69,32 @@ def caller_body(data: dict[str, Any]) -> bytes | None:
     if len(body) > 2 and NONCHARACTER_LEAD not in body:
         return body
     return None
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def flat_copy(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A copy of a record made of scalars and lists of scalars, or ``None``.
+
+    Such a copy encodes to the same bytes as the record (the values are the
+    same immutable objects) and is much cheaper than decoding the record's
+    JSON again, which is what other records take.
+    """
+    copy: dict[str, Any] = {}
+    scalars = _SCALARS
+    for key, value in data.items():
+        kind = type(value)
+        if kind in scalars:
+            copy[key] = value
+        elif kind is list or kind is tuple:
+            for item in value:
+                if type(item) not in scalars:
+                    return None
+            copy[key] = list(value)
+        else:
+            return None
+    return copy
 
 
 def _fragment(text: str) -> orjson.Fragment:
