@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import concurrent.futures.thread  # registers its exit hook; ours must come after it
+import contextlib
 import decimal
 import json
 import logging
@@ -283,7 +284,9 @@ class _ProcessHooks:
         # second closes, draining what the remaining threads wrote.
         register_thread_exit = getattr(threading, "_register_atexit", None)
         if register_thread_exit is not None:
-            register_thread_exit(self._flush_all)
+            # RuntimeError: imported while the interpreter already shuts down.
+            with contextlib.suppress(RuntimeError):
+                register_thread_exit(self._flush_all)
         atexit.register(self._close_all)
 
     def _after_fork_in_child(self) -> None:
