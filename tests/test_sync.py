@@ -319,14 +319,34 @@ def test_later_changes_to_a_written_dict_are_not_sent(
     assert [r["items"] for b in transport.bodies for r in decode_body(b)] == [[1]]
 
 
+def padded(line_bytes: int) -> dict[str, str]:
+    """A record whose line for table "t" is exactly ``line_bytes`` long."""
+    overhead = len(encode_record("t", {"pad": ""}))
+    return {"pad": "x" * (line_bytes - overhead)}
+
+
+async def async_accepts(credentials: tuple[str, str], record: dict[str, str], **options: Any
+                        ) -> bool:
+    async with SDK(*credentials, transport=MemoryTransport(), **options) as conn:
+        try:
+            await conn.write("t", record)
+        except RecordTooLargeError:
+            return False
+    return True
+
+
 def test_caller_side_limit_matches_the_engine(vector_credentials: tuple[str, str]) -> None:
+    # The caller's thread refuses exactly the records the engine would refuse.
     for max_message_bytes in (2048, 262_144, 1_048_576):
-        conn = SyncSDK(*vector_credentials, transport=MemoryTransport(),
-                       max_message_bytes=max_message_bytes,
-                       max_buffer_bytes=4 * max_message_bytes)
-        assert conn._engine.sdk is not None
-        assert conn._encoder.max_line_bytes == conn._engine.sdk._encoder.max_line_bytes
-        conn.close()
+        options = {"max_message_bytes": max_message_bytes,
+                   "max_buffer_bytes": 4 * max_message_bytes}
+        with SyncSDK(*vector_credentials, transport=MemoryTransport(), **options) as conn:
+            limit = conn._line_limit
+            conn.write("t", padded(limit))
+            with pytest.raises(RecordTooLargeError):
+                conn.write("t", padded(limit + 1))
+        assert asyncio.run(async_accepts(vector_credentials, padded(limit), **options))
+        assert not asyncio.run(async_accepts(vector_credentials, padded(limit + 1), **options))
 
 
 def test_bad_records_raise_in_the_calling_thread(vector_credentials: tuple[str, str]) -> None:
