@@ -505,6 +505,24 @@ def test_raising_and_slow_handlers_do_not_hold_up_delivery(
                for r in caplog.records) == 3
 
 
+def test_coroutine_handlers_cannot_block_the_engine(vector_credentials: tuple[str, str]) -> None:
+    refused: list[str] = []
+
+    async def handler(data: Any) -> None:
+        for call in (conn.flush, conn.close):
+            try:
+                call()
+            except RuntimeError as exc:
+                refused.append(str(exc))
+
+    with SyncSDK(*vector_credentials, transport=MemoryTransport()) as conn:
+        conn.on("flush", handler)
+        conn.write("t", {"id": 1})
+        conn.flush()
+    assert len(refused) == 2
+    assert all("coroutine event handler" in text for text in refused)
+
+
 def test_plain_handlers_run_off_the_caller_thread(vector_credentials: tuple[str, str]) -> None:
     names: list[str] = []
     with SyncSDK(*vector_credentials, transport=MemoryTransport()) as conn:

@@ -120,6 +120,8 @@ class Engine:
                 loop.call_soon_threadsafe(wakeup.set)
 
     def flush(self, timeout: float | None) -> None:
+        if self.thread is not None and threading.current_thread() is self.thread:
+            raise RuntimeError("flush() cannot be called from a coroutine event handler")
         if self.state is NEW or self.state is CLOSED:
             return
         if self.state is CLOSING:  # close() drains everything: wait for it
