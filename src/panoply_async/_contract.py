@@ -165,7 +165,7 @@ def _read_signature_problem(stream: type) -> str | None:
     raw = inspect.getattr_static(stream, "read", None)
     func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
     try:
-        parameters = list(inspect.signature(func).parameters.values())  # type: ignore[arg-type]
+        parameters = list(inspect.signature(func).parameters.values())
     except (TypeError, ValueError):
         return None
     if not isinstance(raw, staticmethod):

@@ -100,11 +100,11 @@ async def call_read(ds: DataSource, read: Callable[..., Any], args: tuple[Any, .
     return value
 
 
-async def wait_read_done(ds: DataSource, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for the running ``read()`` of ``ds`` (if any)
+async def wait_read_done(ds: DataSource, limit: float) -> bool:
+    """Wait up to ``limit`` seconds for the running ``read()`` of ``ds`` (if any)
     to return; ``True`` when none runs any more."""
     idle = _IDLE.get(ds)
     if idle is None or idle.is_set():
         return True
-    waited: bool = await anyio.to_thread.run_sync(idle.wait, timeout, abandon_on_cancel=True)
+    waited: bool = await anyio.to_thread.run_sync(idle.wait, limit, abandon_on_cancel=True)
     return waited

@@ -230,18 +230,18 @@ async def _legacy_batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
             yield plain
 
 
-async def _close(ds: DataSource, timeout: float | None = None) -> None:
+async def _close(ds: DataSource, read_wait: float | None = None) -> None:
     """``close()``, once no ``read()`` runs any more; a legacy connector's plain
     ``close()`` runs in a worker thread.
 
     A legacy ``read()`` still blocked in its thread (the run was interrupted) is
-    waited for up to ``timeout`` seconds (default: the SDK's default
+    waited for up to ``read_wait`` seconds (default: the SDK's default
     ``shutdown_timeout``); past that its thread is abandoned and ``close()`` is not
     called, since it must never run at the same time as ``read()``.
     """
     from ._legacy import DEFAULT_READ_WAIT, wait_read_done
 
-    wait = DEFAULT_READ_WAIT if timeout is None else timeout
+    wait = DEFAULT_READ_WAIT if read_wait is None else read_wait
     if not await wait_read_done(ds, wait):
         logger.warning(
             "%s.read() is still running %gs after the run stopped: its thread is "

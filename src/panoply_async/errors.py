@@ -146,10 +146,10 @@ class TokenValidationException(PanoplyException):
         original_error: Any = None,
         args: object = None,
     ) -> None:
-        legacy = args is not None or bool(values) and (
+        legacy = args is not None or (bool(values) and (
             isinstance(values[0], BaseException)
-            or len(values) >= 2 and not isinstance(values[1], bool)
-        )
+            or (len(values) >= 2 and not isinstance(values[1], bool))
+        ))
         if len(values) > (3 if legacy else 2):
             raise TypeError(f"TokenValidationException takes at most {3 if legacy else 2} "
                             f"positional arguments ({len(values)} given)")

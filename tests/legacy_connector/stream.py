@@ -1,3 +1,5 @@
+# Legacy style on purpose (this is how such connectors are written): no edits.
+# ruff: noqa: UP008, UP032
 import panoply
 from panoply.errors import IncorrectParamError
 
@@ -24,7 +26,7 @@ class LegacyCRM(panoply.DataSource):
             return None
         first = self.page * PAGE
         self.page += 1
-        self.progress(self.page, self.pages, "page %d" % self.page)
+        self.progress(self.page, self.pages, "page {}".format(self.page))
         forms = self.source.get("forms") or []
         return [{"id": i, "form": forms[0] if forms else None, "since": self.since}
                 for i in range(first, first + PAGE)]
