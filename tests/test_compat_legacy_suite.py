@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import unittest
 
 import pytest
-from test_ssh import PAYLOAD, Rig, keys, rig, round_trip  # noqa: F401 - keys, rig: fixtures
 
 import panoply_async.compat as panoply
+import test_ssh
 from panoply_async.compat.resources import convert_to_ui_format
+from test_ssh import PAYLOAD, Rig, round_trip
+
+# The real SSH server and echo target of test_ssh, as fixtures of this module too.
+keys = test_ssh.keys
+rig = test_ssh.rig
 
 TEST_KEY = "test/key"
 TEST_SECRET = b"rand2/uuid/awsaccount/region"
@@ -80,7 +84,8 @@ class TestSSHTunnel:
         server = tunnel.__enter__()
         try:
             assert server is tunnel.server
-            assert server is not None and server.is_active
+            assert server is not None
+            assert server.is_active
             assert server.local_bind_host == "127.0.0.1"
             assert await round_trip(server.local_bind_host, server.local_bind_port) == PAYLOAD
         finally:
@@ -89,7 +94,7 @@ class TestSSHTunnel:
         await rig.all_ssh_connections_closed()
 
 
-class TestMetadata(unittest.TestCase):
+class TestMetadata:
     def test_list_resources(self) -> None:
         test_cases = [
             ([{"title": "Customer", "id": "customer"},
@@ -104,13 +109,13 @@ class TestMetadata(unittest.TestCase):
             ([], None),
         ]
         for resources, expected in test_cases:
-            self.assertEqual(expected, convert_to_ui_format(
+            assert expected == convert_to_ui_format(
                 resources,
                 lambda resource: resource["title"],
                 lambda resource: resource["id"],
                 lambda resource: not resource.get("available", True),
                 lambda resource: resource.get("requires", []),
-            ))
+            )
 
     def test_list_fields(self) -> None:
         test_cases = [
@@ -127,11 +132,11 @@ class TestMetadata(unittest.TestCase):
             ([], None),
         ]
         for fields, expected in test_cases:
-            self.assertEqual(expected, convert_to_ui_format(
+            assert expected == convert_to_ui_format(
                 fields,
                 lambda field: f"{field['name']} [{field['type']}]"
                 if field.get("type") else field["name"],
                 lambda field: field["name"],
                 lambda field: not field.get("is_available", True),
-            ))
+            )
 
