@@ -354,21 +354,23 @@ async def test_close_waits_for_a_cancelled_read_then_abandons_it(
 # --- the legacy connector fixture through the console script ------------------------------
 
 
-def run_cli(*args: str, cwd: Path = TESTS.parent) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The console script, run from ``cwd`` (a temporary directory: a run may create its
+    default spool directory there)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANOPLY_")}
     return subprocess.run([SCRIPT, *args], capture_output=True, text=True, env=env, cwd=cwd,
                           stdin=subprocess.DEVNULL, timeout=120, check=False)
 
 
-def test_legacy_connector_validates() -> None:
-    done = run_cli("validate", str(LEGACY_CONNECTOR))
+def test_legacy_connector_validates(tmp_path: Path) -> None:
+    done = run_cli("validate", str(LEGACY_CONNECTOR), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "ok (LegacyCRM, 4 params)" in done.stdout
 
 
-def test_legacy_connector_dry_run() -> None:
+def test_legacy_connector_dry_run(tmp_path: Path) -> None:
     done = run_cli("run", str(LEGACY_CONNECTOR), "--dry-run", "--access-token", "tok-123",
-                   "--pages", "2")
+                   "--pages", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(r["__table"], r["id"]) for r in records] == [
@@ -377,9 +379,9 @@ def test_legacy_connector_dry_run() -> None:
     assert {r["form"] for r in records if r["__table"] == "legacy_connector"} == {"signup"}
 
 
-def test_legacy_connector_local() -> None:
+def test_legacy_connector_local(tmp_path: Path) -> None:
     done = run_cli("run", str(LEGACY_CONNECTOR), "--local", "--access-token", "tok-123",
-                   "--pages", "3")
+                   "--pages", "3", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     arrived = done.stderr[done.stderr.index("arrived at the local server:"):]
     assert "legacy_connector: 9" in arrived

@@ -33,7 +33,7 @@ def test_sigint_waits_for_the_blocked_read_before_close(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [SCRIPT, "run", str(BLOCKING), "--dry-run", "--log", str(log), "--hold", "4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-        env=env, preexec_fn=_default_sigint,
+        env=env, preexec_fn=_default_sigint, cwd=tmp_path,
     )
     assert proc.stderr is not None
     seen = ""
