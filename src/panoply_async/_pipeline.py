@@ -199,7 +199,7 @@ class _StateCommitter:
 
 async def _legacy_batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
     """Drive a legacy ``read(n)`` or ``read()`` (a plain method returning a list, None
-    at the end) in a worker thread; see :mod:`panoply_async._legacy`."""
+    at the end) in a thread of its own; see :mod:`panoply_async._legacy`."""
     from ._legacy import call_read, read_arguments
 
     def is_group(item: Any) -> bool:
