@@ -111,6 +111,21 @@ def test_a_read_that_cannot_be_called_is_refused(tmp_path: Path, signature: str)
     assert "it is called as read(n)" in problems[0]
 
 
+def test_a_stream_the_runner_cannot_build_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "one_arg.py", f'''
+        from panoply_async import DataSource
+        CONFIG = {{"title": "Legacy", "icon": "{ICON}", "params": []}}
+        class Stream(DataSource):
+            def __init__(self, source):
+                super().__init__(source)
+            def read(self):
+                return None
+    ''')
+    problems = check_connector(load_connector(str(path)))
+    assert len(problems) == 1
+    assert problems[0].startswith("Stream(source, options) cannot be called")
+
+
 @pytest.mark.parametrize("kind", ["oauth", "OAuth", "textarea", "select", "multiselect",
                                   "hidden", "object", "json", "datetime", "radio", "tags"])
 def test_legacy_param_types_are_accepted(tmp_path: Path, kind: str) -> None:

@@ -202,8 +202,23 @@ def _check_stream(module: ModuleType) -> list[str]:
     if inspect.iscoroutinefunction(read):
         return ["Stream.read is an `async def` that returns: make it an async generator "
                 "(`yield` each batch), or a plain method (legacy protocol)"]
-    problem = _read_signature_problem(stream)
-    return [problem] if problem else []
+    problems = [p for p in (_init_signature_problem(stream), _read_signature_problem(stream))
+                if p]
+    return problems
+
+
+def _init_signature_problem(stream: type) -> str | None:
+    """A problem when ``Stream(source, options)``, how the runner builds it, cannot bind."""
+    try:
+        signature = inspect.signature(stream)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind({}, {})
+    except TypeError as exc:
+        return (f"Stream(source, options) cannot be called ({exc}): the runner passes the "
+                "source dict and an options dict; take `options=None` as a second parameter")
+    return None
 
 
 def _check_param(param: Mapping[str, Any], where: str) -> list[str]:
