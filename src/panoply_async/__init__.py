@@ -19,6 +19,7 @@ from ._exceptions import (
 )
 from ._pipeline import IngestResult
 from ._sdk import SDK, ReplayResult, SDKConfig, Stats
+from ._sync import SyncSDK
 from ._transport import (
     EntryFailure,
     MemoryTransport,
@@ -86,6 +87,7 @@ __all__ = [
     "SendError",
     "SendOutcome",
     "Stats",
+    "SyncSDK",
     "TokenValidationException",
     "Transport",
     "WrongTypeOrValueError",
