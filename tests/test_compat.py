@@ -85,6 +85,8 @@ def test_legacy_names_are_the_real_classes() -> None:
         panoply_async.TokenValidationException
     )
     assert compat.errors.error_normalization.ERROR_CODES_REGISTRY is panoply_async.ERROR_CODES
+    assert compat.SDK is compat.sdk.SDK
+    assert compat.SDK is importlib.import_module("panoply_async._legacy_sdk").SDK
     assert compat.to_record is panoply_async.to_record
     assert compat.records.to_record is panoply_async.to_record
     assert compat.__package_name__ + "-" + compat.__version__ == SDK_NAME
@@ -195,6 +197,7 @@ def test_install_makes_import_panoply_the_compat_layer() -> None:
     assert panoply.errors.error_normalization is compat.errors.error_normalization
     assert convert_to_ui_format is compat.resources.convert_to_ui_format
     assert importlib.import_module("panoply.ssh").SSHTunnel is compat.SSHTunnel
+    assert importlib.import_module("panoply.sdk").SDK is compat.SDK
     assert compat.installed()
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("panoply.no_such_module")

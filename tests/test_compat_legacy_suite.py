@@ -3,6 +3,10 @@ panoply-python-sdk), rewritten against ``panoply_async.compat`` imported as ``pa
 
 Every legacy assertion whose subject still exists is kept. Those that cannot hold:
 
+* ``TestPanoplyPythonSDK.test_init`` built the SDK with the secret
+  ``rand2/uuid/awsaccount/region``, which the legacy SDK split without any check; it is
+  refused now (``CredentialsError``: the AWS account id must be 12 digits), so the same
+  ``qurl`` assertion is made with a well-formed secret, and the refusal is asserted too.
 * ``TestPanoplyPythonSDK.test_write`` asserted ``sdk._buffer.qsize() == 2``: ``_buffer``
   was the legacy SDK's private unbounded ``queue.Queue``, which no longer exists (records
   are encoded at the call into a bounded buffer); the same fact, "both writes were
@@ -26,7 +30,9 @@ import pytest
 
 import panoply_async.compat as panoply
 import test_ssh
+from panoply_async import CredentialsError
 from panoply_async.compat.resources import convert_to_ui_format
+from panoply_async.testing import LocalQueue
 from test_ssh import PAYLOAD, Rig, round_trip
 
 # The real SSH server and echo target of test_ssh, as fixtures of this module too.
@@ -34,17 +40,38 @@ keys = test_ssh.keys
 rig = test_ssh.rig
 
 TEST_KEY = "test/key"
-TEST_SECRET = b"rand2/uuid/awsaccount/region"
+# The legacy test's secret was "rand2/uuid/awsaccount/region", which the legacy SDK split
+# without any check; an AWS account id must be 12 digits and a region a region now.
+TEST_SECRET = b"rand2/uuid/123456789012/us-east-1"
+LEGACY_TEST_SECRET = b"rand2/uuid/awsaccount/region"
 
 
 class TestPanoplyPythonSDK:
     def test_init(self) -> None:
         sdk = panoply.SDK(TEST_KEY, base64.b64encode(TEST_SECRET))
         try:
-            expected_url = "https://sqs.region.amazonaws.com/awsaccount/sdk-test-rand2"
+            expected_url = "https://sqs.us-east-1.amazonaws.com/123456789012/sdk-test-rand2"
             assert sdk.qurl == expected_url
         finally:
             sdk.close()
+
+    def test_init_refuses_the_legacy_placeholder_secret(self) -> None:
+        with pytest.raises(CredentialsError, match="AWS account id"):
+            panoply.SDK(TEST_KEY, base64.b64encode(LEGACY_TEST_SECRET))
+
+    def test_write(self, panoply_queue: LocalQueue) -> None:
+        sdk = panoply.SDK(panoply_queue.apikey, panoply_queue.apisecret,
+                          endpoint_url=panoply_queue.endpoint_url)
+        try:
+            sdk.write("table", {"data": 1})
+            sdk.write("table", {"data": 2})
+            # The legacy assertion was `sdk._buffer.qsize() == 2`: both writes accepted.
+            assert sdk.stats.records_accepted == 2
+        finally:
+            sdk.close()
+        arrived = panoply_queue.records()
+        assert sorted(r["data"] for r in arrived) == [1, 2]
+        assert {r["__table"] for r in arrived} == {"table"}
 
 
 class TestSSHTunnel:
