@@ -28,10 +28,11 @@ def events(log: Path) -> list[dict[str, object]]:
 def test_sigint_waits_for_the_blocked_read_before_close(tmp_path: Path) -> None:
     log = tmp_path / "times.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANOPLY_")}
-    # hold: how long the blocked read() lasts unless close() releases it; it bounds
-    # the child's work, and is well within the default shutdown_timeout (30 s).
+    # hold: how long the blocked read() lasts unless close() releases it. It bounds the
+    # child's work, is well within the default shutdown_timeout (30 s), and leaves a
+    # loaded machine ample time to deliver the signal while read() is still blocked.
     proc = subprocess.Popen(
-        [SCRIPT, "run", str(BLOCKING), "--dry-run", "--log", str(log), "--hold", "4"],
+        [SCRIPT, "run", str(BLOCKING), "--dry-run", "--log", str(log), "--hold", "8"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
         env=env, preexec_fn=_default_sigint, cwd=tmp_path,
     )
