@@ -49,15 +49,24 @@ def ids(transport: MemoryTransport) -> list[int]:
     return [r["id"] for body in transport.bodies for r in decode_body(body)]
 
 
-def run_child(script: str, q: LocalQueue, *args: str, timeout: float = 180) -> str:
+def run_child(
+    script: str, q: LocalQueue, *args: str, timeout: float = 180, forks: bool = False
+) -> str:
     env = {
         **os.environ,
         "PANOPLY_TEST_ENDPOINT": q.endpoint_url,
         "PANOPLY_TEST_KEY": q.apikey,
         "PANOPLY_TEST_SECRET": q.apisecret,
     }
+    # A hung child prints every thread's stack and exits instead of waiting for
+    # the timeout below. Not in a script that forks: a forked child of a process
+    # with a pending dump_traceback_later() hangs at exit (CPython behaviour).
+    watchdog = (
+        "" if forks else
+        f"import faulthandler; faulthandler.dump_traceback_later({timeout - 30}, exit=True)\n"
+    )
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
+        [sys.executable, "-c", watchdog + textwrap.dedent(script), *args],
         env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
         check=False,
     )
@@ -104,13 +113,20 @@ def test_eight_threads_then_exit_deliver_every_record_once(
 
 
 FORK = """
-    import os, sys
+    import os, sys, threading
     from panoply_async import SyncSDK
 
     conn = SyncSDK(os.environ["PANOPLY_TEST_KEY"], os.environ["PANOPLY_TEST_SECRET"],
                    endpoint_url=os.environ["PANOPLY_TEST_ENDPOINT"], flush_interval=3600)
     flushed = []
-    conn.on("flush", lambda data: flushed.append(data["records"]))
+    child_saw_all = threading.Event()
+
+    def on_flush(data):
+        flushed.append(data["records"])
+        if sum(flushed) == 1000:
+            child_saw_all.set()
+
+    conn.on("flush", on_flush)
     for i in range(0, 1000):
         conn.write("t", {"id": i, "who": "parent-before"})
     # The long flush interval keeps these in the parent's open message at the fork.
@@ -121,7 +137,8 @@ FORK = """
             conn.write("t", {"id": i, "who": "child"})
         assert conn.stats.records_accepted == 1000, conn.stats
         conn.flush()
-        assert sum(flushed) == 1000, flushed  # handlers work in the child too
+        # Handlers run on the event thread, maybe after flush() returned.
+        assert child_saw_all.wait(60), flushed  # handlers work in the child too
         for i in range(2000, 2500):
             conn.write("t", {"id": i, "who": "child"})
         sys.exit(0)  # a normal exit: the exit hooks drain the child's engine
@@ -138,7 +155,7 @@ FORK = """
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_fork_child_sends_only_its_own_records(panoply_queue: LocalQueue) -> None:
-    out = run_child(FORK, panoply_queue)
+    out = run_child(FORK, panoply_queue, forks=True)
     assert "parent done" in out
     counts = received_ids(panoply_queue)
     assert sorted(counts) == list(range(3000))
@@ -173,7 +190,7 @@ MULTIPROCESSING_FORK = """
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_multiprocessing_fork_children_deliver_before_exit(panoply_queue: LocalQueue) -> None:
-    run_child(MULTIPROCESSING_FORK, panoply_queue)
+    run_child(MULTIPROCESSING_FORK, panoply_queue, forks=True)
     counts = received_ids(panoply_queue)
     assert sorted(counts) == list(range(2000))
     assert set(counts.values()) == {1}
@@ -190,6 +207,16 @@ LEGACY_SCRIPT = """
     for i in range(3000):
         sdk.write("legacy", {"id": i})
     print(sdk.qurl)
+
+    def one_off(first):  # an instance nothing refers to once the call returns
+        dropped = SDK(os.environ["PANOPLY_TEST_KEY"], os.environ["PANOPLY_TEST_SECRET"],
+                      endpoint_url=os.environ["PANOPLY_TEST_ENDPOINT"])
+        for i in range(first, first + 500):
+            dropped.write("legacy", {"id": i})
+
+    one_off(3000)
+    import gc
+    gc.collect()
     # Exits at once: the legacy SDK lost up to two seconds of records here.
 """
 
@@ -198,7 +225,7 @@ def test_legacy_sdk_without_with_drains_at_exit(panoply_queue: LocalQueue) -> No
     out = run_child(LEGACY_SCRIPT, panoply_queue)
     assert panoply_queue.queue_url in out
     counts = received_ids(panoply_queue)
-    assert sorted(counts) == list(range(3000))
+    assert sorted(counts) == list(range(3500))
     assert set(counts.values()) == {1}
 
 
@@ -296,8 +323,8 @@ def test_caller_side_limit_matches_the_engine(vector_credentials: tuple[str, str
         conn = SyncSDK(*vector_credentials, transport=MemoryTransport(),
                        max_message_bytes=max_message_bytes,
                        max_buffer_bytes=4 * max_message_bytes)
-        assert conn._sdk is not None
-        assert conn._encoder.max_line_bytes == conn._sdk._encoder.max_line_bytes
+        assert conn._engine.sdk is not None
+        assert conn._encoder.max_line_bytes == conn._engine.sdk._encoder.max_line_bytes
         conn.close()
 
 
@@ -387,11 +414,11 @@ def test_write_blocks_while_the_buffer_is_full_and_never_drops(
     thread = threading.Thread(target=writer)
     thread.start()
     # The SDK's buffer fills (nothing is acknowledged), then the hand-off list.
-    wait_until(lambda: conn._pending_bytes >= 16_384, "the hand-off list is full")
+    wait_until(lambda: conn._engine.pending_bytes >= 16_384, "the hand-off list is full")
     assert thread.is_alive()
     assert len(written) < total
-    assert conn._sdk is not None
-    assert conn._sdk.buffered_bytes <= 16_384
+    assert conn._engine.sdk is not None
+    assert conn._engine.sdk.buffered_bytes <= 16_384
     stats = conn.stats
     assert stats.records_delivered == 0
     assert stats.records_accepted == len(written) or stats.records_accepted == len(written) + 1
@@ -411,8 +438,11 @@ def test_raising_and_slow_handlers_do_not_hold_up_delivery(
     seen: list[str] = []
     engine_threads: set[str] = set()
 
+    slow_started = threading.Event()
+
     def slow(data: dict[str, Any]) -> None:
         slow_calls.append(data["records"])
+        slow_started.set()
         release.wait(60)
 
     def failing(data: dict[str, Any]) -> None:
@@ -430,6 +460,7 @@ def test_raising_and_slow_handlers_do_not_hold_up_delivery(
                 conn.write("t", {"id": i})
             conn.flush(timeout=60)  # returns while `slow` is still blocked
             assert ids(transport) == list(range(batch * 100 + 100))
+        assert slow_started.wait(60)
         assert slow_calls == [100]  # still in the first call
         release.set()
     assert slow_calls == [100, 100, 100]
@@ -457,11 +488,11 @@ def test_secret_never_shown(vector_credentials: tuple[str, str]) -> None:
     apikey, apisecret = vector_credentials
     conn = SyncSDK(apikey, apisecret, transport=MemoryTransport(fault=always_refuse))
     legacy = LegacySDK(apikey, apisecret, transport=MemoryTransport(fault=always_refuse))
+    errors: list[BaseException] = []
+    legacy.on("error", errors.append)
     shown = [repr(conn), str(conn), repr(legacy), str(legacy)]
     conn.write("t", {"id": 1})
     legacy.write("t", {"id": 1})
-    errors: list[BaseException] = []
-    legacy.on("error", errors.append)
     with pytest.raises(DeliveryError) as raised:
         conn.close()
     shown += [str(raised.value), repr(raised.value)]
@@ -494,7 +525,7 @@ def test_lifecycle(vector_credentials: tuple[str, str]) -> None:
     conn = SyncSDK(*vector_credentials, transport=transport)
     assert "state='new'" in repr(conn)
     conn.flush()  # nothing written: nothing to do, no engine started
-    assert conn._thread is None
+    assert conn._engine.thread is None
     conn.write("t", {"id": 1})
     assert "state='open'" in repr(conn)
     conn.close()
@@ -503,8 +534,8 @@ def test_lifecycle(vector_credentials: tuple[str, str]) -> None:
     assert ids(transport) == [1]
     with pytest.raises(RuntimeError, match="closed"):
         conn.write("t", {"id": 2})
-    assert conn._thread is not None
-    assert not conn._thread.is_alive()
+    assert conn._engine.thread is not None
+    assert not conn._engine.thread.is_alive()
 
 
 def test_legacy_shape(vector_credentials: tuple[str, str], vectors: dict[str, Any]) -> None:

@@ -229,10 +229,19 @@ class _ProcessHooks:
 
     def __init__(self) -> None:
         self._engines: weakref.WeakSet[_Engine] = weakref.WeakSet()
+        # Started ones are held strongly: one dropped without close() must
+        # still be drained at exit.
+        self._started: set[_Engine] = set()
         self._installed = False
 
     def track(self, engine: _Engine) -> None:
         self._engines.add(engine)
+
+    def started(self, engine: _Engine) -> None:
+        self._started.add(engine)
+
+    def stopped(self, engine: _Engine) -> None:
+        self._started.discard(engine)
 
     def install(self) -> None:
         if self._installed:
