@@ -533,6 +533,22 @@ async def test_damaged_key_text_is_repaired(rig: Rig, damage: Any) -> None:
             assert await round_trip(*address) == PAYLOAD
 
 
+def test_a_flattened_key_whose_base64_has_regex_characters_is_repaired() -> None:
+    # asyncssh compiles the BEGIN line into a regex; flattened to one line, a key
+    # whose base64 holds "+++" made that raise re.error instead of being repaired.
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    for attempt in range(200_000):
+        key.set_comment(f"c{attempt}")  # each export differs: find one with "+++"
+        text = key.export_private_key().decode()
+        if "+++" in text:
+            break
+    else:
+        pytest.fail("no exported key had '+++' in its base64")
+    for flattened in (text.replace("\n", ""), text.replace("\n", " ")):
+        tunnel = SSHTunnel("db", 5432, {**BASE, "privateKey": flattened})
+        assert "auth=key+password" in repr(tunnel)
+
+
 def encrypted(key: asyncssh.SSHKey, passphrase: str) -> str:
     # PKCS#8: OpenSSH-format encryption would need bcrypt, which is optional.
     return key.export_private_key("pkcs8-pem", passphrase=passphrase).decode()

@@ -162,6 +162,10 @@ def _import_key(key_text: str, password: str | None) -> asyncssh.SSHKey:
             return _import_one(lib, text, password)
         except (ValueError, TypeError) as exc:  # KeyImportError, KeyEncryptionError
             reason = str(exc)
+        except re.error:
+            # asyncssh makes a regex of the BEGIN line: a key flattened to one line
+            # whose base64 holds "++" is not even a pattern. The repair comes next.
+            reason = "unreadable key data"
     # asyncssh's key errors are fixed phrases, but a reason is never allowed to
     # carry the inputs, whatever a future version puts in it.
     if password and password in reason:
