@@ -83,6 +83,77 @@ def test_a_legacy_sync_read_is_accepted(tmp_path: Path) -> None:
     assert check_connector(load_connector(str(path))) == []
 
 
+@pytest.mark.parametrize("signature", ["self", "self, n", "self, batch_size=None", "self, *args",
+                                       "self, n=None, *, extra=1"])
+def test_every_callable_legacy_read_signature_is_accepted(tmp_path: Path, signature: str) -> None:
+    path = write(tmp_path, "legacy_sig.py", f'''
+        from panoply_async import DataSource
+        CONFIG = {{"title": "Legacy", "icon": "{ICON}", "params": []}}
+        class Stream(DataSource):
+            def read({signature}):
+                return None
+    ''')
+    assert check_connector(load_connector(str(path))) == []
+
+
+@pytest.mark.parametrize("signature", ["self, a, b", "self, n=None, *, since"])
+def test_a_read_that_cannot_be_called_is_refused(tmp_path: Path, signature: str) -> None:
+    path = write(tmp_path, "bad_sig.py", f'''
+        from panoply_async import DataSource
+        CONFIG = {{"title": "Legacy", "icon": "{ICON}", "params": []}}
+        class Stream(DataSource):
+            def read({signature}):
+                return None
+    ''')
+    problems = check_connector(load_connector(str(path)))
+    assert len(problems) == 1
+    assert problems[0].startswith("Stream.read needs the arguments")
+    assert "it is called as read(n)" in problems[0]
+
+
+def test_a_stream_the_runner_cannot_build_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "one_arg.py", f'''
+        from panoply_async import DataSource
+        CONFIG = {{"title": "Legacy", "icon": "{ICON}", "params": []}}
+        class Stream(DataSource):
+            def __init__(self, source):
+                super().__init__(source)
+            def read(self):
+                return None
+    ''')
+    problems = check_connector(load_connector(str(path)))
+    assert len(problems) == 1
+    assert problems[0].startswith("Stream(source, options) cannot be called")
+
+
+@pytest.mark.parametrize("kind", ["oauth", "OAuth", "textarea", "select", "multiselect",
+                                  "hidden", "object", "json", "datetime", "radio", "tags"])
+def test_legacy_param_types_are_accepted(tmp_path: Path, kind: str) -> None:
+    path = write(tmp_path, "legacy_types.py", f'''
+        from panoply_async import DataSource
+        CONFIG = {{"title": "Legacy", "icon": "{ICON}",
+                  "params": [{{"name": "p", "title": "P", "type": "{kind}"}}]}}
+        class Stream(DataSource):
+            def read(self):
+                return None
+    ''')
+    assert check_connector(load_connector(str(path))) == []
+
+
+def test_an_unknown_param_type_is_still_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "odd_type.py", f'''
+        from panoply_async import DataSource
+        CONFIG = {{"title": "T", "icon": "{ICON}", "params": [{{"name": "p", "type": "oath"}}]}}
+        class Stream(DataSource):
+            def read(self):
+                return None
+    ''')
+    problems = check_connector(load_connector(str(path)))
+    assert len(problems) == 1
+    assert "type 'oath' is not one of" in problems[0]
+    assert "oauth" in problems[0]
+
+
 def test_an_empty_module_lists_both_problems(tmp_path: Path) -> None:
     path = write(tmp_path, "empty.py", "X = 1\n")
     with pytest.raises(ConnectorError) as info:

@@ -20,6 +20,8 @@ import pytest
 
 from panoply_async import PanoplyError
 from panoply_async import ssh as ssh_module
+from panoply_async.compat import SSHTunnel as CompatTunnel
+from panoply_async.errors import IncorrectParamError
 from panoply_async.ssh import SSHTunnel, SSHTunnelConfigError, SSHTunnelError
 
 USER = "tunnel"
@@ -531,6 +533,22 @@ async def test_damaged_key_text_is_repaired(rig: Rig, damage: Any) -> None:
             assert await round_trip(*address) == PAYLOAD
 
 
+def test_a_flattened_key_whose_base64_has_regex_characters_is_repaired() -> None:
+    # asyncssh compiles the BEGIN line into a regex; flattened to one line, a key
+    # whose base64 holds "+++" made that raise re.error instead of being repaired.
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    for attempt in range(200_000):
+        key.set_comment(f"c{attempt}")  # each export differs: find one with "+++"
+        text = key.export_private_key().decode()
+        if "+++" in text:
+            break
+    else:
+        pytest.fail("no exported key had '+++' in its base64")
+    for flattened in (text.replace("\n", ""), text.replace("\n", " ")):
+        tunnel = SSHTunnel("db", 5432, {**BASE, "privateKey": flattened})
+        assert "auth=key+password" in repr(tunnel)
+
+
 def encrypted(key: asyncssh.SSHKey, passphrase: str) -> str:
     # PKCS#8: OpenSSH-format encryption would need bcrypt, which is optional.
     return key.export_private_key("pkcs8-pem", passphrase=passphrase).decode()
@@ -691,3 +709,83 @@ async def test_clear_import_error_without_asyncssh(
         async with tunnel:
             pass
     assert tunnel.local_address is None
+
+
+# --- legacy signatures --------------------------------------------------------------------
+
+
+def test_config_errors_are_the_legacy_incorrect_param_error() -> None:
+    with pytest.raises(IncorrectParamError):
+        SSHTunnel("db", 5432, {"active": True})
+    assert issubclass(SSHTunnelConfigError, IncorrectParamError)
+
+
+def test_platform_ssh_makes_a_pass_through() -> None:
+    tunnel = SSHTunnel("db", 5432, {**BASE, "privateKey": "not a key at all"}, True)
+    assert not tunnel.active
+    assert repr(tunnel) == "SSHTunnel(inactive, target=db:5432)"
+    with pytest.raises(SSHTunnelConfigError, match="platform_ssh must be true or false"):
+        SSHTunnel("db", 5432, BASE, "yes")  # type: ignore[arg-type]
+
+
+def test_compat_tunnels_that_do_not_tunnel_need_no_asyncssh() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['asyncssh'] = None\n"
+        "import panoply_async.compat as panoply\n"
+        "t = {'active': True, 'host': 'h', 'username': 'u', 'privateKey': 'dasd2dsd'}\n"
+        "print(panoply.SSHTunnel('db', 5432, t).server)\n"  # platform_ssh=True by default
+        "print(panoply.SSHTunnel('db', 5432, {'active': False}, False).server)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "None"]
+
+
+@pytest.mark.parametrize(
+    ("port", "message"),
+    [(-5, "Port should be in range [0: 65535]"), (70000, "Port should be in range [0: 65535]"),
+     ("5432", "Port should be instance of `int`")],
+)
+def test_compat_tunnel_legacy_port_messages(port: Any, message: str) -> None:
+    with pytest.raises(IncorrectParamError) as info:
+        CompatTunnel("db", port, BASE, False)
+    assert str(info.value) == message
+
+
+def test_compat_tunnel_legacy_dict_messages() -> None:
+    with pytest.raises(IncorrectParamError) as info:
+        CompatTunnel("db", 5432, {}, False)
+    assert str(info.value) == "SSH tunnel object should contain `active` property"
+    with pytest.raises(IncorrectParamError) as info:
+        CompatTunnel("db", 5432, "ssh://bastion", False)  # type: ignore[arg-type]
+    assert str(info.value) == "SSH tunnel should be `dict` object"
+
+
+async def test_compat_tunnel_opens_at_construction_like_the_legacy_one(rig: Rig) -> None:
+    config = rig.config(password=PASSWORD)
+    tunnel = await asyncio.to_thread(CompatTunnel, "127.0.0.1", rig.echo_port, config, False)
+    server = tunnel.server
+    assert server is not None
+    try:
+        assert str(tunnel) == f"SSH tunnel to 127.0.0.1, for user {USER}"
+        assert PASSWORD not in repr(server) + str(tunnel) + repr(tunnel)
+        assert server.local_bind_address == (server.local_bind_host, server.local_bind_port)
+        assert await round_trip(server.local_bind_host, server.local_bind_port) == PAYLOAD
+        assert tunnel.port == rig.echo_port
+        local_port = server.local_bind_port
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert not server.is_active
+    assert await refused(local_port)
+    await rig.all_ssh_connections_closed()
+    with pytest.raises(SSHTunnelError, match="not open"):
+        _ = server.local_bind_port
+
+
+async def test_compat_tunnel_login_failure_is_raised_by_the_constructor(rig: Rig) -> None:
+    config = rig.config(password="wrong-password")
+    with pytest.raises(SSHTunnelError, match="was refused"):
+        await asyncio.to_thread(CompatTunnel, "127.0.0.1", rig.echo_port, config, False)

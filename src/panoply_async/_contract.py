@@ -38,10 +38,14 @@ __all__ = [
     "validate_connector",
 ]
 
-#: the values ``CONFIG["params"][i]["type"]`` may take (any case)
+#: the values ``CONFIG["params"][i]["type"]`` may take (any case), legacy ones included:
+#: ``oauth`` (a token the platform's OAuth flow fills in), ``object``/``json`` and the
+#: other form widgets of the legacy platform
 PARAM_TYPES = frozenset(
-    {"text", "string", "password", "number", "integer", "int", "boolean", "bool", "checkbox",
-     "list", "select", "url", "email", "textarea", "date"}
+    {"text", "string", "str", "password", "number", "integer", "int", "float", "boolean",
+     "bool", "checkbox", "list", "array", "select", "multiselect", "radio", "tags", "url",
+     "email", "textarea", "date", "datetime", "daterange", "hidden", "oauth", "object",
+     "dict", "json", "file", "dynamic"}
 )
 _NUMBER_TYPES = frozenset({"number", "integer", "int"})
 _BOOLEAN_TYPES = frozenset({"boolean", "bool", "checkbox"})
@@ -74,7 +78,14 @@ def load_connector(target: str) -> ModuleType:
     (``panoply_connector_<name>``), so that a connector called ``json.py``
     cannot shadow the standard library. Raises :class:`ConnectorError` when
     ``target`` does not exist or fails to import.
+
+    :func:`panoply_async.compat.install` is called first, so that a legacy
+    connector's ``import panoply`` gets the compatibility layer when the legacy
+    package is not installed.
     """
+    from .compat import install
+
+    install()
     if not _is_path(target):
         try:
             return importlib.import_module(target)
@@ -127,10 +138,59 @@ def connector_name(target: str) -> str:
     return target.rsplit(".", 1)[-1]
 
 
+def _legacy_base(stream: type) -> type | None:
+    """The class of the real legacy ``panoply`` package that ``stream`` derives from."""
+    for cls in stream.__mro__:
+        module = cls.__module__ or ""
+        if module == "panoply" or module.startswith("panoply."):
+            return cls
+    return None
+
+
+def _legacy_package_problem(stream: type, base: type) -> str:
+    module = sys.modules.get(base.__module__)
+    where = getattr(module, "__file__", None)
+    found = f" (found at {Path(where).parent})" if where else ""
+    return (
+        f"Stream subclasses {base.__module__}.{base.__qualname__} of the legacy "
+        f"panoply-python-sdk package{found}, not panoply_async.DataSource: a real `panoply` "
+        "package is installed, so `import panoply` gives it instead of panoply-async's "
+        "compatibility layer. Fix: uninstall it (`pip uninstall panoply-python-sdk`), or "
+        "write `import panoply_async.compat as panoply` in the connector"
+    )
+
+
+def _read_signature_problem(stream: type) -> str | None:
+    """A problem when ``read`` cannot be called as ``read(n)`` nor as ``read()``."""
+    raw = inspect.getattr_static(stream, "read", None)
+    func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(raw, staticmethod):
+        parameters = parameters[1:]  # self, or cls
+    required = [
+        p.name for p in parameters
+        if p.default is p.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if len(required) > 1 or any(
+        p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in parameters
+    ):
+        return (f"Stream.read needs the arguments {required}: it is called as read(n), "
+                "with n the batch-size hint (or as read() when it takes no argument)")
+    return None
+
+
 def _check_stream(module: ModuleType) -> list[str]:
     stream = getattr(module, "Stream", None)
     if stream is None:
         return ["no Stream: the module must define Stream, a DataSource subclass"]
+    if isinstance(stream, type) and not issubclass(stream, DataSource):
+        base = _legacy_base(stream)
+        if base is not None:
+            return [_legacy_package_problem(stream, base)]
     if not (isinstance(stream, type) and issubclass(stream, DataSource)):
         shown = stream.__name__ if isinstance(stream, type) else type(stream).__name__
         return [f"Stream must be a subclass of panoply_async.DataSource, not {shown}"]
@@ -142,7 +202,23 @@ def _check_stream(module: ModuleType) -> list[str]:
     if inspect.iscoroutinefunction(read):
         return ["Stream.read is an `async def` that returns: make it an async generator "
                 "(`yield` each batch), or a plain method (legacy protocol)"]
-    return []
+    problems = [p for p in (_init_signature_problem(stream), _read_signature_problem(stream))
+                if p]
+    return problems
+
+
+def _init_signature_problem(stream: type) -> str | None:
+    """A problem when ``Stream(source, options)``, how the runner builds it, cannot bind."""
+    try:
+        signature = inspect.signature(stream)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind({}, {})
+    except TypeError as exc:
+        return (f"Stream(source, options) cannot be called ({exc}): the runner passes the "
+                "source dict and an options dict; take `options=None` as a second parameter")
+    return None
 
 
 def _check_param(param: Mapping[str, Any], where: str) -> list[str]:

@@ -198,17 +198,57 @@ class _StateCommitter:
 
 
 async def _legacy_batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
-    """Drive a legacy ``read(n)`` (a plain method returning a list, None at the end)."""
+    """Drive a legacy ``read(n)`` or ``read()`` (a plain method returning a list, None
+    at the end) in a thread of its own; see :mod:`panoply_async._legacy`."""
+    from ._legacy import call_read, read_arguments
+
+    def is_group(item: Any) -> bool:
+        metadata = item.get("metadata") if isinstance(item, Mapping) else None
+        return isinstance(metadata, Mapping) and "data" in item and "resource_id" in metadata
+
     read: Callable[..., Any] = ds.read
+    args = read_arguments(read, n)
     while True:
-        batch = await anyio.to_thread.run_sync(read, n)
+        batch = await call_read(ds, read, args)
         if batch is None:
             return
-        yield batch
+        if not isinstance(batch, list) or not any(is_group(item) for item in batch):
+            yield batch
+            continue
+        # A legacy read() returns a list of records and RecordGroups mixed: each group
+        # is a batch of its own resource, and each run of plain records one batch.
+        plain: list[Any] = []
+        for item in batch:
+            if is_group(item):
+                if plain:
+                    yield plain
+                    plain = []
+                yield item
+            else:
+                plain.append(item)
+        if plain:
+            yield plain
 
 
-async def _close(ds: DataSource) -> None:
-    """``close()``; a legacy connector's plain ``close()`` runs in a worker thread."""
+async def _close(ds: DataSource, read_wait: float | None = None) -> None:
+    """``close()``, once no ``read()`` runs any more; a legacy connector's plain
+    ``close()`` runs in a worker thread.
+
+    A legacy ``read()`` still blocked in its thread (the run was interrupted) is
+    waited for up to ``read_wait`` seconds (default: the SDK's default
+    ``shutdown_timeout``); past that its thread is abandoned and ``close()`` is not
+    called, since it must never run at the same time as ``read()``.
+    """
+    from ._legacy import DEFAULT_READ_WAIT, wait_read_done
+
+    wait = DEFAULT_READ_WAIT if read_wait is None else read_wait
+    if not await wait_read_done(ds, wait):
+        logger.warning(
+            "%s.read() is still running %gs after the run stopped: its thread is "
+            "abandoned, and close() is not called because it must not run during read()",
+            type(ds).__name__, wait,
+        )
+        return
     close: Callable[[], Any] = ds.close
     if inspect.iscoroutinefunction(close):
         await close()
@@ -221,7 +261,9 @@ async def _close(ds: DataSource) -> None:
 def _batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
     read: Callable[..., Any] = ds.read
     if inspect.isasyncgenfunction(read):
-        result: AsyncIterator[Any] = read(n)
+        from ._legacy import read_arguments
+
+        result: AsyncIterator[Any] = read(*read_arguments(read, n))
         return result
     return _legacy_batches(ds, n)
 

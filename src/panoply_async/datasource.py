@@ -6,9 +6,10 @@ generator of batches (lists of dicts, or :class:`RecordGroup`);
 ``progress()``, ``state()`` and ``log()`` report to whoever runs it
 (:meth:`SDK.ingest`, the ``panoply-async`` command), through events.
 
-Legacy connectors, whose ``read(n)`` is a plain method returning a list (or
-``None`` at the end), keep working: the runner calls them in a worker thread,
-and the reporting helpers are safe to call from there.
+Legacy connectors, whose ``read(n)`` (or ``read()``) is a plain method returning
+a list (or ``None`` at the end), keep working: the runner calls them in a thread
+of their own (see :mod:`panoply_async._legacy`), and the reporting helpers are
+safe to call from there.
 """
 
 from __future__ import annotations
@@ -349,14 +350,15 @@ class DataSource:
             self._events.emit(name, data)
             return
         try:
-            # An AnyIO worker thread (how legacy read() runs) knows its loop.
+            # An AnyIO worker thread (a plain close(), a background call) knows its loop.
             anyio.from_thread.run_sync(self._events.emit, name, data)
             return
         except RuntimeError:
             pass
         if self._loop_token is not None:
             try:
-                # A thread the connector started itself: use the loop learnt earlier.
+                # A legacy read()'s thread, or one the connector started itself:
+                # use the loop learnt earlier.
                 anyio.from_thread.run_sync(self._events.emit, name, data,
                                            token=self._loop_token)
                 return

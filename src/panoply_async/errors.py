@@ -128,18 +128,41 @@ class DataSourceException(PanoplyException):
 class TokenValidationException(PanoplyException):
     """An OAuth access token could not be refreshed (raised by ``validate_token``).
 
-    Not retryable by default: the user has to authenticate again.
+    ``TokenValidationException(message, retryable=False, *, original_error=None)``:
+    not retryable by default, the user has to authenticate again.
     ``original_error`` is the exception that made the refresh fail, if any.
+
+    The legacy form ``TokenValidationException(original_error, message=None,
+    retryable=True)`` works too, with the legacy default for ``retryable``: it
+    is recognised by an exception as the first argument, by a second positional
+    argument that is not a bool (the message), or by the legacy keyword
+    ``args=`` for the message.
     """
 
     def __init__(
         self,
-        message: object = None,
-        retryable: bool = False,
-        *,
-        original_error: BaseException | None = None,
+        *values: Any,
+        retryable: bool | None = None,
+        original_error: Any = None,
+        args: object = None,
     ) -> None:
-        super().__init__(message, retryable)
+        legacy = args is not None or (bool(values) and (
+            isinstance(values[0], BaseException)
+            or (len(values) >= 2 and not isinstance(values[1], bool))
+        ))
+        if len(values) > (3 if legacy else 2):
+            raise TypeError(f"TokenValidationException takes at most {3 if legacy else 2} "
+                            f"positional arguments ({len(values)} given)")
+        if legacy:
+            rest = list(values)
+            if rest:
+                original_error = rest.pop(0)
+            message = rest.pop(0) if rest else args
+            flag = rest.pop(0) if rest else (True if retryable is None else retryable)
+        else:
+            message = values[0] if values else None
+            flag = values[1] if len(values) > 1 else bool(retryable)
+        super().__init__(message, bool(flag))
         self.original_error = original_error
 
 
@@ -167,8 +190,10 @@ class BackgroundTimeoutError(PanoplyException, TimeoutError):
 class IncorrectParamError(PanoplyError, ValueError):
     """A connector parameter has an incorrect value (legacy name)."""
 
-    def __init__(self, message: str = "Incorrect input parameter") -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "Incorrect input parameter", *,
+                 msg: str | None = None) -> None:
+        # ``msg=`` is the legacy keyword.
+        super().__init__(message if msg is None else msg)
 
 
 class WrongTypeOrValueError(PanoplyError, TypeError, ValueError):

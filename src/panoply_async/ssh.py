@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._exceptions import PanoplyError
+from .errors import IncorrectParamError
 
 if TYPE_CHECKING:
     import asyncssh
@@ -36,11 +37,13 @@ _host_key_warning_logged = False
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 
 
-class SSHTunnelConfigError(PanoplyError, ValueError):
+class SSHTunnelConfigError(IncorrectParamError):
     """The ``ssh_tunnel`` dict or another constructor argument is malformed.
 
-    Raised by the ``SSHTunnel`` constructor; also a ``ValueError``. The message names
-    the offending key and never quotes the password or the private key.
+    Raised by the ``SSHTunnel`` constructor. It is an ``IncorrectParamError`` (what the
+    legacy helper raised, so ``except IncorrectParamError`` keeps catching it) and a
+    ``ValueError``. The message names the offending key and never quotes the password
+    or the private key.
     """
 
 
@@ -159,6 +162,10 @@ def _import_key(key_text: str, password: str | None) -> asyncssh.SSHKey:
             return _import_one(lib, text, password)
         except (ValueError, TypeError) as exc:  # KeyImportError, KeyEncryptionError
             reason = str(exc)
+        except re.error:
+            # asyncssh makes a regex of the BEGIN line: a key flattened to one line
+            # whose base64 holds "++" is not even a pattern. The repair comes next.
+            reason = "unreadable key data"
     # asyncssh's key errors are fixed phrases, but a reason is never allowed to
     # carry the inputs, whatever a future version puts in it.
     if password and password in reason:
@@ -273,7 +280,8 @@ class SSHTunnel:
     ``asyncssh.set_debug_level(3)``, do show passwords, as asyncssh documents.)
 
     **From the legacy ``panoply.ssh.SSHTunnel``:** it raised when ``active`` was false,
-    and by default (``platform_ssh=True``) opened nothing at all; it required
+    and by default (``platform_ssh=True``) opened nothing at all (here the default is
+    ``False``); it required
     ``privateKey`` even with a password; ``with`` gave the ``sshtunnel`` server object;
     it wrote ``int(port)`` back into the caller's dict. Here ``active: False`` is a
     pass-through, either credential is enough, the block gets
@@ -282,6 +290,12 @@ class SSHTunnel:
     :param host: the target host, as seen from the SSH server.
     :param port: the target port, 1 to 65535.
     :param ssh_tunnel: the legacy ``ssh_tunnel`` dict described above.
+    :param platform_ssh: the legacy fourth argument: ``True`` when the platform
+        running the connector opens the tunnel itself, which makes this one a
+        pass-through like ``active: False`` (nothing in the dict beyond ``active`` is
+        checked, and asyncssh is not needed). Default ``False``: tunnel when ``active``.
+        (The legacy helper defaulted to ``True``; ``panoply_async.compat.SSHTunnel``
+        keeps that default.)
     :param known_hosts: the path of a known_hosts file, or its text, to check the SSH
         server's host key against; overrides ``ssh_tunnel['known_hosts']``. Without
         either, any host key is accepted.
@@ -298,6 +312,7 @@ class SSHTunnel:
         host: str,
         port: int,
         ssh_tunnel: Mapping[str, Any] | None,
+        platform_ssh: bool = False,
         *,
         known_hosts: str | os.PathLike[str] | None = None,
         local_port: int = 0,
@@ -319,6 +334,12 @@ class SSHTunnel:
             raise SSHTunnelConfigError(
                 f"ssh_tunnel['active'] must be true or false, not {type(active).__name__}"
             )
+        if not isinstance(platform_ssh, bool):
+            raise SSHTunnelConfigError(
+                f"platform_ssh must be true or false, not {type(platform_ssh).__name__}"
+            )
+        # The platform opens the tunnel itself: nothing to do here, as inactive.
+        active = active and not platform_ssh
         if local_port != 0:
             local_port = _port(local_port, "local_port", digits_ok=False)
         if (

@@ -1,0 +1,7 @@
+"""The legacy ``panoply.sdk``: ``SDK``, the legacy-shaped face of :class:`panoply_async.SyncSDK`."""
+
+from __future__ import annotations
+
+from .._legacy_sdk import SDK
+
+__all__ = ["SDK"]
