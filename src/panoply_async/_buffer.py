@@ -86,8 +86,13 @@ class WriteBuffer:
         self.submit: Callable[[Message], None] = _not_wired
         #: the write-ahead log, if any
         self.journal: Journal | None = None
-        #: False before entry and from the start of shutdown: writes raise
+        #: False before entry and once shutdown sealed the buffer: writes raise
         self.accepting = False
+        # Writes waiting inside _reserve(): shutdown lets them finish (seal() then
+        # makes those still waiting raise), so a write either lands or raises.
+        self._writers = 0
+        self._writers_idle: anyio.Event | None = None
+        self._sealed = False
         #: bytes accepted and not yet finished: open message, queued and in flight
         self.buffered = 0
         #: seq of the next message to close
@@ -195,7 +200,7 @@ class WriteBuffer:
         max_buffer = self._max_buffer
         # Counters are kept in locals and stored before every await: nothing else
         # runs (or observes them) between awaits.
-        buffered, accepted = self.buffered, 0
+        buffered, accepted, taken = self.buffered, 0, 0
         for body in bodies:
             size = len(body) + tail_len
             if (
@@ -214,12 +219,19 @@ class WriteBuffer:
             self.buffered = buffered
             stats.records_accepted += accepted
             stats.records_pending += accepted
+            taken += accepted
             accepted = 0
-            if general and id(body) in general:
-                await self._accept(body)
-            else:
-                await self._reserve(size)
-                self._add_record(body, tail, size)
+            try:
+                if general and id(body) in general:
+                    await self._accept(body)
+                else:
+                    await self._reserve(size)
+                    self._add_record(body, tail, size)
+            except RuntimeError as exc:  # sealed by shutdown while waiting
+                raise RuntimeError(
+                    f"write_many(): {exc}; {taken} of {len(bodies)} records were accepted"
+                ) from None
+            taken += 1
             buffered = self.buffered
         self.buffered = buffered
         stats.records_accepted += accepted
@@ -257,19 +269,31 @@ class WriteBuffer:
         The caller adds the record right after this returns, with no await in
         between: so the buffer bound holds with concurrent writers, a cancelled
         ``write()`` never accepted its record, and an accepted one never raises.
+        After every await it checks that shutdown has not sealed the buffer: a
+        line added after the last message was closed would never be sent.
         """
-        yielded = False
-        while True:
-            if self.buffered + size > self._max_buffer:
-                await self._wait_for_room(size)
-                continue
-            if not yielded and self._packer.closes(size):
-                if self._packer.size + size > self._packer.body_limit:
-                    self.close_open_message("full")
-                await anyio.lowlevel.checkpoint()
-                yielded = True
-                continue
-            return
+        self._writers += 1
+        try:
+            yielded = False
+            while True:
+                if self.buffered + size > self._max_buffer:
+                    await self._room_event.wait()
+                elif not yielded and self._packer.closes(size):
+                    if self._packer.size + size > self._packer.body_limit:
+                        self.close_open_message("full")
+                    await anyio.lowlevel.checkpoint()
+                    yielded = True
+                else:
+                    return
+                if self._sealed:
+                    raise RuntimeError(
+                        "the SDK closed while this write waited for buffer room "
+                        "(shutdown_timeout passed); the record was not accepted"
+                    )
+        finally:
+            self._writers -= 1
+            if not self._writers and self._writers_idle is not None:
+                self._writers_idle.set()
 
     def _add_record(self, body: bytes, tail: bytes, size: int) -> None:
         """Buffer one encoded record; the caller checked the room."""
@@ -293,11 +317,26 @@ class WriteBuffer:
         if packer.full():
             self.close_open_message("full")
 
-    async def _wait_for_room(self, size: int) -> None:
-        while self.buffered + size > self._max_buffer:
-            if not self.accepting:
-                raise self._not_open("write")
-            await self._room_event.wait()
+    # -- shutdown ------------------------------------------------------------------
+
+    @property
+    def quiet(self) -> bool:
+        """No write is waiting and the open message is empty."""
+        return not self._writers and not self._packer.records
+
+    async def wait_writers(self) -> None:
+        """Wait until no write waits inside the write path (they land or raise)."""
+        while self._writers:
+            self._writers_idle = anyio.Event()
+            await self._writers_idle.wait()
+
+    def seal(self) -> None:
+        """No line may enter from now on: new writes raise, and so do writes still
+        waiting (they wake up and see it). Then close the open message."""
+        self.accepting = False
+        self._sealed = True
+        self._room_event.set()
+        self.close_open_message("close")
 
     # -- messages ------------------------------------------------------------------
 

@@ -299,14 +299,17 @@ class Delivery:
             f"spooled to {spooled_to}" if spooled_to else "not spooled",
             reason,
         )
-        await self._events.emit_async(
-            "error",
-            {
-                "operation": operation,
-                "records": records,
-                "messages": len(messages),
-                "spooled": spooled_to is not None,
-                "spool_path": str(spooled_to) if spooled_to else None,
-                "exception": error if spool_error is None else spool_error,
-            },
-        )
+        payload = {
+            "operation": operation,
+            "records": records,
+            "messages": len(messages),
+            "spooled": spooled_to is not None,
+            "spool_path": str(spooled_to) if spooled_to else None,
+            "exception": error if spool_error is None else spool_error,
+        }
+        if self._events.spawns:
+            # Coroutine handlers run as tasks of the SDK, never inside this sender:
+            # a handler that writes and flushes would otherwise wait for itself.
+            self._events.emit("error", payload)
+        else:  # after the task group ended (shutdown leftovers): run them here
+            await self._events.emit_async("error", payload)

@@ -293,7 +293,7 @@ class SDK:
         """Send everything written so far and return once each message was
         acknowledged by SQS, or finally failed (then the ``error`` event fired
         and the records were spooled or counted in ``stats.records_failed``)."""
-        if self._state is not _OPEN:
+        if not self._buffer.accepting:
             raise self._not_open("flush")
         self._buffer.close_open_message("flush")
         await self._delivery.watermark.wait_through(self._buffer.next_seq - 1)
@@ -356,7 +356,7 @@ class SDK:
         Use it to commit your own offsets (a Kafka or database cursor) once
         the records before them reached SQS.
         """
-        if self._state is not _OPEN:
+        if not self._buffer.accepting:
             raise self._not_open("checkpoint")
         return Checkpoint(self._delivery.watermark, self._buffer.ticket())
 
@@ -384,7 +384,6 @@ class SDK:
         if self._state is not _OPEN:
             return
         self._state = _CLOSING
-        self._buffer.accepting = False
         deadline = anyio.current_time() + self._config.shutdown_timeout
 
         def remaining() -> float:
@@ -395,9 +394,20 @@ class SDK:
         buffer, delivery = self._buffer, self._delivery
         try:
             with anyio.CancelScope(shield=True):
-                buffer.close_open_message("close")
+                # The drain. Writes still running (or made by event handlers while
+                # the block drains) are accepted and go out too; it ends when
+                # everything written was sent and nothing more arrives, or at the
+                # deadline. Then seal(): later writes raise, none is left behind.
                 with anyio.move_on_after(remaining()):
-                    await delivery.watermark.wait_through(buffer.next_seq - 1)
+                    while True:
+                        await buffer.wait_writers()
+                        buffer.close_open_message("close")
+                        last = buffer.next_seq - 1
+                        await delivery.watermark.wait_through(last)
+                        await self._events.wait_handlers()
+                        if buffer.quiet and buffer.next_seq - 1 == last:
+                            break
+                buffer.seal()
                 delivery.stop()
                 buffer.stop_timer()
                 with anyio.move_on_after(remaining()):
