@@ -22,6 +22,7 @@ Python call per record.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, Protocol
 
 import anyio
@@ -36,6 +37,8 @@ from ._stats import Stats
 from ._transport import Message
 
 __all__ = ["Journal", "WriteBuffer"]
+
+_dict_contains = dict.__contains__
 
 
 class Journal(Protocol):
@@ -168,10 +171,99 @@ class WriteBuffer:
         """
         if not self.accepting:
             raise self._not_open("write_many")
-        encoder = self.encoder
         tail = self._tails.get(table) if type(table) is str else None
         if tail is None:
-            tail = encoder.tail(table)
+            tail = self.encoder.tail(table)
+        if type(records) is not list:
+            records = list(records)
+        if not records:
+            return 0
+        lines = self._lines(records, tail)
+        if lines is None:
+            return await self._write_each(table, records, tail)
+        await self._append_lines(lines, len(records))
+        return len(records)
+
+    def _lines(self, records: list[Mapping[str, Any]], tail: bytes) -> bytearray | None:
+        """All the lines of ``records`` in one buffer, or None when a record needs
+        the general encoder (not a non-empty dict, a ``__table`` key, a type
+        orjson refuses, a noncharacter to escape, a line over the limit).
+
+        One ``orjson.dumps`` per record, copied at once into the shared buffer (a
+        body that stays alive keeps orjson's 4 KiB output buffer with it), and
+        the closing brace overwritten in place: no other work per record. Lines
+        are found again by their newline: JSON output holds no raw newline.
+        """
+        try:
+            # dict.__contains__ refuses anything but a dict (or a subclass, which
+            # orjson writes as a dict); empty records need the general encoder.
+            if any(map(_dict_contains, records, repeat(TABLE_KEY))) or not all(records):
+                return None
+        except TypeError:
+            return None
+        lines = bytearray()
+        dumps, default = _dumps, _default
+        try:
+            for data in records:
+                lines += dumps(data, default)  # positional: no keyword parsing
+                lines[-1] = 0x2C  # ','
+                lines += tail
+        except TypeError:
+            return None
+        if NONCHARACTER_LEAD in lines:
+            return None
+        if len(lines) > self._line_limit and (
+            max(map(len, lines.split(b"\n"))) + 1 > self._line_limit
+        ):
+            return None
+        return lines
+
+    async def _append_lines(self, lines: bytearray, count: int) -> None:
+        """Buffer ``count`` whole lines: as many at a time as the open message and
+        the buffer bound allow; a line that does not fit goes through ``_accept``
+        (which closes the message, or waits for room)."""
+        packer, stats = self._packer, self._stats
+        pos, total, left = 0, len(lines), count
+        with memoryview(lines) as view:
+            while pos < total:
+                room = min(packer.room, self._max_buffer - self.buffered)
+                if total - pos <= room:
+                    end, taken = total, left
+                else:
+                    end = lines.rfind(b"\n", pos, pos + room) + 1
+                    if end <= pos:  # not even the next line fits
+                        end = lines.index(b"\n", pos) + 1
+                        try:
+                            await self._accept(bytes(view[pos:end]))
+                        except RuntimeError as exc:  # sealed by shutdown while waiting
+                            raise RuntimeError(
+                                f"write_many(): {exc}; {count - left} of {count} records "
+                                "were accepted"
+                            ) from None
+                        pos, left = end, left - 1
+                        continue
+                    # Count the lines on the shorter side of the cut.
+                    if end - pos <= total - end:
+                        taken = lines.count(b"\n", pos, end)
+                    else:
+                        taken = left - lines.count(b"\n", end, total)
+                if not packer.records:
+                    self._opened()
+                journal = self.journal
+                if journal is not None:
+                    for line in bytes(view[pos:end]).split(b"\n")[:-1]:
+                        journal.line(line + b"\n", b"")
+                packer.extend(view[pos:end], taken)
+                self.buffered += end - pos
+                stats.records_accepted += taken
+                stats.records_pending += taken
+                pos, left = end, left - taken
+
+    async def _write_each(
+        self, table: str, records: list[Mapping[str, Any]], tail: bytes
+    ) -> int:
+        """``write_many()`` record by record, for batches ``_lines`` refuses."""
+        encoder = self.encoder
         tail_len = len(tail)
         body_limit = self._line_limit - tail_len
         bodies: list[bytes] = []

@@ -78,6 +78,7 @@ class Delivery:
         self._wakeup = anyio.Event()
         self._done = anyio.Event()
         self._scope = anyio.CancelScope(shield=True)
+        self._spool_lock = anyio.Lock()
 
     def concurrency_limit(self) -> int:
         """How many requests may be in flight now: the sender pool's only such decision."""
@@ -274,13 +275,16 @@ class Delivery:
             try:
                 # Shielded so that a deadline cannot interrupt a half-written append
                 # between the file write and the bookkeeping below.
+                # One append at a time: senders give up concurrently, and the
+                # spool file is opened (and named) by the first append.
                 with anyio.CancelScope(shield=True):
-                    spooled_to = await anyio.to_thread.run_sync(
-                        spool.append,
-                        self._queue_url,
-                        [(m.body, m.records) for m in messages],
-                        reason,
-                    )
+                    async with self._spool_lock:
+                        spooled_to = await anyio.to_thread.run_sync(
+                            spool.append,
+                            self._queue_url,
+                            [(m.body, m.records) for m in messages],
+                            reason,
+                        )
             except OSError as exc:
                 spool_error = exc
                 logger.error("could not write the spool file: %s", exc)
