@@ -22,13 +22,13 @@ Python call per record.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from itertools import repeat
 from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
 from orjson import dumps as _dumps
 
+from ._batch import encode_batch, encode_each
 from ._encoding import NONCHARACTER_LEAD, TABLE_KEY, Encoder
 from ._encoding import default as _default
 from ._exceptions import RecordError
@@ -37,8 +37,6 @@ from ._stats import Stats
 from ._transport import Message
 
 __all__ = ["Journal", "WriteBuffer"]
-
-_dict_contains = dict.__contains__
 
 
 class Journal(Protocol):
@@ -109,11 +107,6 @@ class WriteBuffer:
         self._timer_event = anyio.Event()
         self._timer_scope = anyio.CancelScope()
 
-    @property
-    def open_records(self) -> int:
-        """Records in the open message."""
-        return self._packer.records
-
     def ticket(self) -> int:
         """The highest message seq that holds any record written so far."""
         return self.next_seq if self._packer.records else self.next_seq - 1
@@ -178,45 +171,11 @@ class WriteBuffer:
             records = list(records)
         if not records:
             return 0
-        lines = self._lines(records, tail)
+        lines = encode_batch(records, tail, self._line_limit)
         if lines is None:
             return await self._write_each(table, records, tail)
         await self._append_lines(lines, len(records))
         return len(records)
-
-    def _lines(self, records: list[Mapping[str, Any]], tail: bytes) -> bytearray | None:
-        """All the lines of ``records`` in one buffer, or None when a record needs
-        the general encoder (not a non-empty dict, a ``__table`` key, a type
-        orjson refuses, a noncharacter to escape, a line over the limit).
-
-        One ``orjson.dumps`` per record, copied at once into the shared buffer (a
-        body that stays alive keeps orjson's 4 KiB output buffer with it), and
-        the closing brace overwritten in place: no other work per record. Lines
-        are found again by their newline: JSON output holds no raw newline.
-        """
-        try:
-            # dict.__contains__ refuses anything but a dict (or a subclass, which
-            # orjson writes as a dict); empty records need the general encoder.
-            if any(map(_dict_contains, records, repeat(TABLE_KEY))) or not all(records):
-                return None
-        except TypeError:
-            return None
-        lines = bytearray()
-        dumps, default = _dumps, _default
-        try:
-            for data in records:
-                lines += dumps(data, default)  # positional: no keyword parsing
-                lines[-1] = 0x2C  # ','
-                lines += tail
-        except TypeError:
-            return None
-        if NONCHARACTER_LEAD in lines:
-            return None
-        if len(lines) > self._line_limit and (
-            max(map(len, lines.split(b"\n"))) + 1 > self._line_limit
-        ):
-            return None
-        return lines
 
     async def _append_lines(self, lines: bytearray, count: int) -> None:
         """Buffer ``count`` whole lines: as many at a time as the open message and
@@ -262,72 +221,24 @@ class WriteBuffer:
     async def _write_each(
         self, table: str, records: list[Mapping[str, Any]], tail: bytes
     ) -> int:
-        """``write_many()`` record by record, for batches ``_lines`` refuses."""
-        encoder = self.encoder
-        tail_len = len(tail)
-        body_limit = self._line_limit - tail_len
-        bodies: list[bytes] = []
-        # Lines the fast path cannot take come whole from the general encoder.
-        general: set[int] = set()
-        append, dumps, default = bodies.append, _dumps, _default
+        """``write_many()`` record by record, for batches ``encode_batch`` refuses."""
         try:
-            for data in records:
-                if type(data) is dict and TABLE_KEY not in data:
-                    try:
-                        body = dumps(data, default=default)
-                    except TypeError:
-                        body = b""
-                    if 2 < len(body) <= body_limit and NONCHARACTER_LEAD not in body:
-                        append(body)
-                        continue
-                line = encoder.encode(table, data)
-                general.add(id(line))
-                append(line)
+            bodies, general = encode_each(self.encoder, table, records, tail)
         except RecordError:
             self._stats.records_rejected += 1
             raise
-
-        packer, stats, journal = self._packer, self._stats, self.journal
-        append_record = packer.append_record
-        max_buffer = self._max_buffer
-        # Counters are kept in locals and stored before every await: nothing else
-        # runs (or observes them) between awaits.
-        buffered, accepted, taken = self.buffered, 0, 0
-        for body in bodies:
-            size = len(body) + tail_len
-            if (
-                size <= packer.room
-                and buffered + size <= max_buffer
-                and not (general and id(body) in general)
-            ):
-                if not packer.records:
-                    self._opened()
-                if journal is not None:
-                    journal.line(body, tail)
-                append_record(body, tail)
-                buffered += size
-                accepted += 1
-                continue
-            self.buffered = buffered
-            stats.records_accepted += accepted
-            stats.records_pending += accepted
-            taken += accepted
-            accepted = 0
+        tail_len = len(tail)
+        for taken, body in enumerate(bodies):
             try:
                 if general and id(body) in general:
                     await self._accept(body)
                 else:
-                    await self._reserve(size)
-                    self._add_record(body, tail, size)
+                    await self._reserve(len(body) + tail_len)
+                    self._add_record(body, tail, len(body) + tail_len)
             except RuntimeError as exc:  # sealed by shutdown while waiting
                 raise RuntimeError(
                     f"write_many(): {exc}; {taken} of {len(bodies)} records were accepted"
                 ) from None
-            taken += 1
-            buffered = self.buffered
-        self.buffered = buffered
-        stats.records_accepted += accepted
-        stats.records_pending += accepted
         return len(bodies)
 
     # -- the slow path -------------------------------------------------------------

@@ -32,6 +32,7 @@ import anyio
 from ._checkpoint import Watermark
 from ._config import SDKConfig
 from ._events import EventEmitter
+from ._exceptions import DeliveryError
 from ._spool import SpoolFile
 from ._stats import Stats
 from ._transport import Message, SendError, Transport
@@ -59,10 +60,12 @@ class Delivery:
     ) -> None:
         self._config = config
         self._transport = transport
-        self._stats = stats
-        self._events = events
+        self._stats = self.stats = stats
+        self._events = self.events = events
         self._spool = spool
-        self._queue_url = queue_url
+        self._queue_url = self.queue_url = queue_url
+        #: the largest request payload (SendMessageBatch obeys the message limit)
+        self.max_batch_bytes = config.max_message_bytes
         self._on_finished = on_finished
         self._random = random.Random()
         self._ready: deque[Message] = deque()
@@ -256,6 +259,20 @@ class Delivery:
         for message in finished:
             watermark.finish(message.seq, delivered)
         self._on_finished(finished, delivered)
+
+    def undelivered_error(self) -> DeliveryError | None:
+        """The error for messages given up on without a spool, if any."""
+        if not self.undelivered:
+            return None
+        records = sum(m.records for m in self.undelivered)
+        messages = len(self.undelivered)
+        return DeliveryError(
+            f"{records} records in {messages} messages were not delivered to "
+            f"{self._queue_url} and no spool_dir is configured",
+            records=records,
+            messages=messages,
+            bodies=[m.body.decode("utf-8") for m in self.undelivered],
+        )
 
     def leftovers(self) -> list[Message]:
         """Unfinished messages in seq order; the ready queue is emptied."""
