@@ -170,9 +170,13 @@ def test_a_user_ceiling_below_the_initial_limit_starts_at_the_ceiling() -> None:
 
 def test_fixed_mode_never_changes() -> None:
     controller = ConcurrencyController(8, adaptive=False)
-    throttle_all: Callable[[float], Congestion | None] = lambda t: THROTTLED
+
+    def throttle_all(started: float) -> Congestion | None:
+        return THROTTLED
+
     run = simulate(controller, Network(rtt=0.05, answer=throttle_all), duration=2.0)
-    assert run.changes == [] and controller.limit == 8
+    assert run.changes == []
+    assert controller.limit == 8
 
 
 def test_backs_off_under_throttling() -> None:
@@ -190,7 +194,8 @@ def test_backs_off_under_throttling() -> None:
     controller = ConcurrencyController(DEFAULT_CEILING)
     run = simulate(controller, Network(rtt=0.1, answer=answer), duration=30.0)
     decreases = [c for c in run.changes if c.after < c.before]
-    assert decreases and all("throttled" in c.reason for c in decreases)
+    assert decreases
+    assert all("throttled" in c.reason for c in decreases)
     assert all(c.after == c.before // 2 or c.after == 1 for c in decreases)
     # It settles near what the queue takes per round trip (2 at 20/s and 0.1 s),
     # far below the ceiling, instead of retrying harder.
@@ -205,12 +210,14 @@ def test_one_decrease_per_round_trip() -> None:
     controller = ConcurrencyController(64, initial=64)
     for _ in range(64):
         controller.started(0.0)
-    assert THROTTLED is not None and TIMEOUT is not None
+    assert THROTTLED is not None
+    assert TIMEOUT is not None
     changes = [controller.congested(0.1, 0.0, THROTTLED) for _ in range(64)]
     assert [c for c in changes if c is not None] == [
         Change(64, 32, "throttled (RequestThrottled); backing off")
     ]
-    assert controller.limit == 32 and controller.in_flight == 0
+    assert controller.limit == 32
+    assert controller.in_flight == 0
     # A request sent after the decrease counts again.
     started = controller.started(0.2)
     assert controller.congested(0.3, started, TIMEOUT) == Change(32, 24, "timeout; backing off")
@@ -255,7 +262,8 @@ def test_at_a_server_bound_it_stops_doubling_and_stays_put() -> None:
     assert run.acked >= 0.99 * 100 * 60
     probes = [c for c in run.changes if c.reason.startswith("probing")]
     step_backs = [c for c in run.changes if c.reason == "probe did not raise throughput"]
-    assert probes and step_backs
+    assert probes
+    assert step_backs
 
 
 def test_does_not_collapse_on_rare_errors() -> None:
@@ -271,7 +279,7 @@ def test_does_not_collapse_on_rare_errors() -> None:
     assert any(c.after < c.before for c in run.changes)
     # time-weighted mean limit over the second half
     points = [(at, limit) for at, limit in run.limits if at >= 60.0]
-    spans = zip([(60.0, run.limit_at(60.0)), *points], [*points, (120.0, run.final)])
+    spans = zip([(60.0, run.limit_at(60.0)), *points], [*points, (120.0, run.final)], strict=False)
     mean = sum((b[0] - a[0]) * a[1] for a, b in spans) / 60.0
     assert mean >= 40
     assert min(limit for _, limit in run.limits[1:]) >= 16

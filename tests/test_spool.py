@@ -114,7 +114,8 @@ def test_a_half_written_last_line_is_not_read_and_is_kept(tmp_path: Path) -> Non
     with path.open("ab") as torn:
         torn.write(b'{"v": 1, "queue_url": "cut sh')
     claim = claimed(path)
-    assert len(claim.entries) == 1 and claim.invalid == []
+    assert len(claim.entries) == 1
+    assert claim.invalid == []
     claim.rewrite([])
     claim.release()
     assert path.read_bytes() == b'{"v": 1, "queue_url": "cut sh'
