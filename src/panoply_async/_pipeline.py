@@ -9,17 +9,19 @@ import random
 import string
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from ._checkpoint import Checkpoint
+from ._config import SDKConfig
 from ._exceptions import RecordError
+from ._stats import Stats
 from .errors import PanoplyException
 
 if TYPE_CHECKING:
-    from ._sdk import SDK
     from .datasource import DataSource
 
 __all__ = ["IngestResult", "TableRouter", "ingest"]
@@ -28,6 +30,30 @@ logger = logging.getLogger("panoply_async.pipeline")
 
 STATE_KEY = "__state"
 READ_ATTEMPTS = 3
+
+Emit = Callable[[str, Any], None]
+
+
+def _no_event(name: str, data: Any) -> None:
+    pass
+
+
+class Sink(Protocol):
+    """The public SDK surface that the pipeline uses (:class:`SDK` provides it)."""
+
+    @property
+    def config(self) -> SDKConfig: ...
+
+    @property
+    def stats(self) -> Stats: ...
+
+    async def write(self, table: str, data: Mapping[str, Any]) -> None: ...
+
+    async def write_many(self, table: str, records: Sequence[Mapping[str, Any]]) -> int: ...
+
+    async def flush(self) -> None: ...
+
+    def checkpoint(self) -> Checkpoint: ...
 
 
 @dataclass
@@ -121,24 +147,34 @@ def _merge(previous: Any, new: Any) -> Any:
     return new
 
 
+@dataclass(frozen=True)
+class _Mark:
+    """A checkpoint with its place in this run's order of checkpoints."""
+
+    number: int
+    checkpoint: Checkpoint
+
+
 @dataclass
 class _PendingState:
     state_id: Any
     state: Any
-    ticket: int
+    mark: _Mark
 
 
 class _StateCommitter:
     """Commits states in the order reported, each after its records were acknowledged."""
 
-    def __init__(self, conn: SDK, result: IngestResult,
-                 on_commit: Callable[[Any, Any], None] | None) -> None:
+    def __init__(self, conn: Sink, result: IngestResult,
+                 on_commit: Callable[[Any, Any], None] | None, emit: Emit) -> None:
         self._conn = conn
         self._result = result
         self._on_commit = on_commit
+        self._emit = emit
         self._queue: list[_PendingState] = []
         self._wakeup = anyio.Event()
-        self._last_ticket_of: dict[Any, int] = {}
+        self._marks = 0
+        self._last_mark_of: dict[Any, _Mark] = {}
         self._merged: Any = None
         self._closed = False
         self.failed = False
@@ -146,15 +182,16 @@ class _StateCommitter:
 
     def report(self, state_id: Any, state: Any) -> None:
         # Called from the DataSource's event (possibly hopped from a worker
-        # thread); the ticket is taken after the current batch is written.
+        # thread); the checkpoint is taken after the current batch is written.
         self._reported.append((state_id, state))
 
     def after_batch(self, tagged: set[Any]) -> None:
-        ticket = self._conn._ticket()
+        mark = _Mark(self._marks, self._conn.checkpoint())
+        self._marks += 1
         for state_id in tagged:
-            self._last_ticket_of[state_id] = ticket
+            self._last_mark_of[state_id] = mark
         for state_id, state in self._reported:
-            self._queue.append(_PendingState(state_id, state, ticket))
+            self._queue.append(_PendingState(state_id, state, mark))
         self._reported.clear()
         self._wakeup.set()
 
@@ -162,8 +199,15 @@ class _StateCommitter:
         self._closed = True
         self._wakeup.set()
 
+    def _needed(self, pending: _PendingState, floor: _Mark | None) -> _Mark:
+        """The latest mark the state must wait for."""
+        marks = [pending.mark, self._last_mark_of.get(pending.state_id, pending.mark)]
+        if floor is not None:
+            marks.append(floor)
+        return max(marks, key=lambda mark: mark.number)
+
     async def run(self) -> None:
-        floor = -1
+        floor: _Mark | None = None
         while True:
             while not self._queue:
                 if self._closed:
@@ -176,9 +220,9 @@ class _StateCommitter:
             pending = self._queue[0]
             while True:
                 # Records tagged with this state may still arrive in later batches.
-                ticket = max(pending.ticket, self._last_ticket_of.get(pending.state_id, -1), floor)
-                delivered = await self._conn._wait_ticket(ticket)
-                if self._last_ticket_of.get(pending.state_id, -1) <= ticket:
+                mark = self._needed(pending, floor)
+                delivered = await mark.checkpoint
+                if self._needed(pending, floor).number == mark.number:
                     break
             if not delivered:
                 # A record up to this state was spooled or lost: never commit it,
@@ -186,7 +230,7 @@ class _StateCommitter:
                 self.failed = True
                 continue
             self._queue.pop(0)
-            floor = ticket
+            floor = mark
             self._merged = _merge(self._merged, pending.state)
             self._result.state = self._merged
             self._result.state_id = pending.state_id
@@ -194,7 +238,7 @@ class _StateCommitter:
             payload = {"state_id": pending.state_id, "state": self._merged}
             if self._on_commit is not None:
                 self._on_commit(pending.state_id, self._merged)
-            self._conn._emit("source-state", payload)
+            self._emit("source-state", payload)
 
 
 async def _legacy_batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
@@ -227,25 +271,33 @@ def _batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
 
 
 async def ingest(
-    conn: SDK,
+    conn: Sink,
     ds: DataSource,
     *,
     batch_size: int | None = None,
     on_state: Callable[[Any, Any], None] | None = None,
+    emit: Emit | None = None,
     read_attempts: int = READ_ATTEMPTS,
     backoff: float = 1.0,
 ) -> IngestResult:
-    """Run ``ds`` into ``conn`` until ``read()`` is exhausted. See :meth:`SDK.ingest`."""
+    """Run ``ds`` into ``conn`` until ``read()`` is exhausted. See :meth:`SDK.ingest`.
+
+    ``emit(name, data)`` fires the SDK's events (``progress``,
+    ``source-change``, ``source-state``); :meth:`SDK.ingest` passes its own.
+    Without it no event is fired.
+    """
+    if emit is None:
+        emit = _no_event
     router = TableRouter(ds.source)
     result = IngestResult()
     tables: Counter[str] = Counter()
-    committer = _StateCommitter(conn, result, on_state)
+    committer = _StateCommitter(conn, result, on_state, emit)
     failed_before = conn.stats.records_spooled + conn.stats.records_failed
     started = time.monotonic()
 
     def forward(name: str) -> Callable[[Any], None]:
         def handler(data: Any) -> None:
-            conn._emit(name, data)
+            emit(name, data)
         return handler
 
     def on_source_state(data: Any) -> None:
