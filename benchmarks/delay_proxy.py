@@ -45,6 +45,8 @@ async def _pump(
             writer.write_eof()
 
     delivering = asyncio.create_task(deliver())
+    _connections.add(delivering)
+    delivering.add_done_callback(_connections.discard)
     try:
         while data := await reader.read(_CHUNK):
             line.put_nowait((loop.time() + delay, data))
@@ -56,8 +58,18 @@ async def _pump(
             await delivering
 
 
+# The loop holds its tasks weakly: while a transport's reading is paused for flow
+# control, nothing else may refer to a connection's tasks, which would then be
+# collected mid-request. They are kept here until they end.
+_connections: set[asyncio.Task[None]] = set()
+
+
 async def _serve_one_way(host: str, port: int, delay: float) -> asyncio.Server:
     async def connected(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        _connections.add(task)
+        task.add_done_callback(_connections.discard)
         try:
             upstream_r, upstream_w = await asyncio.open_connection(host, port)
         except OSError:
