@@ -151,7 +151,7 @@ def _throughput_for(
             "MB/s",
             "back to back",
             capacity.mb_per_second,
-            note="as many requests in flight as the SDK's default senders",
+            note="the SDK's former fixed number of requests in flight",
         )
     )
     results.add(
