@@ -28,6 +28,7 @@ import anyio
 import anyio.lowlevel
 from orjson import dumps as _dumps
 
+from ._batch import encode_batch, encode_each
 from ._encoding import NONCHARACTER_LEAD, TABLE_KEY, Encoder
 from ._encoding import default as _default
 from ._exceptions import RecordError
@@ -86,8 +87,13 @@ class WriteBuffer:
         self.submit: Callable[[Message], None] = _not_wired
         #: the write-ahead log, if any
         self.journal: Journal | None = None
-        #: False before entry and from the start of shutdown: writes raise
+        #: False before entry and once shutdown sealed the buffer: writes raise
         self.accepting = False
+        # Writes waiting inside _reserve(): shutdown lets them finish (seal() then
+        # makes those still waiting raise), so a write either lands or raises.
+        self._writers = 0
+        self._writers_idle: anyio.Event | None = None
+        self._sealed = False
         #: bytes accepted and not yet finished: open message, queued and in flight
         self.buffered = 0
         #: seq of the next message to close
@@ -100,11 +106,6 @@ class WriteBuffer:
         self._room_event = anyio.Event()
         self._timer_event = anyio.Event()
         self._timer_scope = anyio.CancelScope()
-
-    @property
-    def open_records(self) -> int:
-        """Records in the open message."""
-        return self._packer.records
 
     def ticket(self) -> int:
         """The highest message seq that holds any record written so far."""
@@ -163,67 +164,81 @@ class WriteBuffer:
         """
         if not self.accepting:
             raise self._not_open("write_many")
-        encoder = self.encoder
         tail = self._tails.get(table) if type(table) is str else None
         if tail is None:
-            tail = encoder.tail(table)
-        tail_len = len(tail)
-        body_limit = self._line_limit - tail_len
-        bodies: list[bytes] = []
-        # Lines the fast path cannot take come whole from the general encoder.
-        general: set[int] = set()
-        append, dumps, default = bodies.append, _dumps, _default
-        try:
-            for data in records:
-                if type(data) is dict and TABLE_KEY not in data:
-                    try:
-                        body = dumps(data, default=default)
-                    except TypeError:
-                        body = b""
-                    if 2 < len(body) <= body_limit and NONCHARACTER_LEAD not in body:
-                        append(body)
+            tail = self.encoder.tail(table)
+        if type(records) is not list:
+            records = list(records)
+        if not records:
+            return 0
+        lines = encode_batch(records, tail, self._line_limit)
+        if lines is None:
+            return await self._write_each(table, records, tail)
+        await self._append_lines(lines, len(records))
+        return len(records)
+
+    async def _append_lines(self, lines: bytearray, count: int) -> None:
+        """Buffer ``count`` whole lines: as many at a time as the open message and
+        the buffer bound allow; a line that does not fit goes through ``_accept``
+        (which closes the message, or waits for room)."""
+        packer, stats = self._packer, self._stats
+        pos, total, left = 0, len(lines), count
+        with memoryview(lines) as view:
+            while pos < total:
+                room = min(packer.room, self._max_buffer - self.buffered)
+                if total - pos <= room:
+                    end, taken = total, left
+                else:
+                    end = lines.rfind(b"\n", pos, pos + room) + 1
+                    if end <= pos:  # not even the next line fits
+                        end = lines.index(b"\n", pos) + 1
+                        try:
+                            await self._accept(bytes(view[pos:end]))
+                        except RuntimeError as exc:  # sealed by shutdown while waiting
+                            raise RuntimeError(
+                                f"write_many(): {exc}; {count - left} of {count} records "
+                                "were accepted"
+                            ) from None
+                        pos, left = end, left - 1
                         continue
-                line = encoder.encode(table, data)
-                general.add(id(line))
-                append(line)
+                    # Count the lines on the shorter side of the cut.
+                    if end - pos <= total - end:
+                        taken = lines.count(b"\n", pos, end)
+                    else:
+                        taken = left - lines.count(b"\n", end, total)
+                if not packer.records:
+                    self._opened()
+                journal = self.journal
+                if journal is not None:
+                    for line in bytes(view[pos:end]).split(b"\n")[:-1]:
+                        journal.line(line + b"\n", b"")
+                packer.extend(view[pos:end], taken)
+                self.buffered += end - pos
+                stats.records_accepted += taken
+                stats.records_pending += taken
+                pos, left = end, left - taken
+
+    async def _write_each(
+        self, table: str, records: list[Mapping[str, Any]], tail: bytes
+    ) -> int:
+        """``write_many()`` record by record, for batches ``encode_batch`` refuses."""
+        try:
+            bodies, general = encode_each(self.encoder, table, records, tail)
         except RecordError:
             self._stats.records_rejected += 1
             raise
-
-        packer, stats, journal = self._packer, self._stats, self.journal
-        append_record = packer.append_record
-        max_buffer = self._max_buffer
-        # Counters are kept in locals and stored before every await: nothing else
-        # runs (or observes them) between awaits.
-        buffered, accepted = self.buffered, 0
-        for body in bodies:
-            size = len(body) + tail_len
-            if (
-                size <= packer.room
-                and buffered + size <= max_buffer
-                and not (general and id(body) in general)
-            ):
-                if not packer.records:
-                    self._opened()
-                if journal is not None:
-                    journal.line(body, tail)
-                append_record(body, tail)
-                buffered += size
-                accepted += 1
-                continue
-            self.buffered = buffered
-            stats.records_accepted += accepted
-            stats.records_pending += accepted
-            accepted = 0
-            if general and id(body) in general:
-                await self._accept(body)
-            else:
-                await self._reserve(size)
-                self._add_record(body, tail, size)
-            buffered = self.buffered
-        self.buffered = buffered
-        stats.records_accepted += accepted
-        stats.records_pending += accepted
+        tail_len = len(tail)
+        for taken, body in enumerate(bodies):
+            try:
+                if general and id(body) in general:
+                    await self._accept(body)
+                else:
+                    await self._reserve(len(body) + tail_len)
+                    self._add_record(body, tail, len(body) + tail_len)
+            except RuntimeError as exc:  # sealed by shutdown while waiting
+                raise RuntimeError(
+                    f"write_many(): {exc}; {taken} of {len(bodies)} records were accepted"
+                ) from None
         return len(bodies)
 
     # -- the slow path -------------------------------------------------------------
@@ -257,19 +272,31 @@ class WriteBuffer:
         The caller adds the record right after this returns, with no await in
         between: so the buffer bound holds with concurrent writers, a cancelled
         ``write()`` never accepted its record, and an accepted one never raises.
+        After every await it checks that shutdown has not sealed the buffer: a
+        line added after the last message was closed would never be sent.
         """
-        yielded = False
-        while True:
-            if self.buffered + size > self._max_buffer:
-                await self._wait_for_room(size)
-                continue
-            if not yielded and self._packer.closes(size):
-                if self._packer.size + size > self._packer.body_limit:
-                    self.close_open_message("full")
-                await anyio.lowlevel.checkpoint()
-                yielded = True
-                continue
-            return
+        self._writers += 1
+        try:
+            yielded = False
+            while True:
+                if self.buffered + size > self._max_buffer:
+                    await self._room_event.wait()
+                elif not yielded and self._packer.closes(size):
+                    if self._packer.size + size > self._packer.body_limit:
+                        self.close_open_message("full")
+                    await anyio.lowlevel.checkpoint()
+                    yielded = True
+                else:
+                    return
+                if self._sealed:
+                    raise RuntimeError(
+                        "the SDK closed while this write waited for buffer room "
+                        "(shutdown_timeout passed); the record was not accepted"
+                    )
+        finally:
+            self._writers -= 1
+            if not self._writers and self._writers_idle is not None:
+                self._writers_idle.set()
 
     def _add_record(self, body: bytes, tail: bytes, size: int) -> None:
         """Buffer one encoded record; the caller checked the room."""
@@ -293,11 +320,26 @@ class WriteBuffer:
         if packer.full():
             self.close_open_message("full")
 
-    async def _wait_for_room(self, size: int) -> None:
-        while self.buffered + size > self._max_buffer:
-            if not self.accepting:
-                raise self._not_open("write")
-            await self._room_event.wait()
+    # -- shutdown ------------------------------------------------------------------
+
+    @property
+    def quiet(self) -> bool:
+        """No write is waiting and the open message is empty."""
+        return not self._writers and not self._packer.records
+
+    async def wait_writers(self) -> None:
+        """Wait until no write waits inside the write path (they land or raise)."""
+        while self._writers:
+            self._writers_idle = anyio.Event()
+            await self._writers_idle.wait()
+
+    def seal(self) -> None:
+        """No line may enter from now on: new writes raise, and so do writes still
+        waiting (they wake up and see it). Then close the open message."""
+        self.accepting = False
+        self._sealed = True
+        self._room_event.set()
+        self.close_open_message("close")
 
     # -- messages ------------------------------------------------------------------
 

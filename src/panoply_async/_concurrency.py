@@ -195,6 +195,19 @@ class ConcurrencyController:
         """A request ended without saying anything about the queue's capacity."""
         self.in_flight -= 1
 
+    def answered(
+        self, now: float, started_at: float, *, acked: int, code: str | None, retryable: bool
+    ) -> Change | None:
+        """A request was answered: ``acked`` bytes acknowledged, and ``code`` (None
+        if nothing failed) the failure that tells most about the queue's capacity."""
+        if code is None:
+            return self.succeeded(now, started_at, acked)
+        cause = congestion_cause(code, retryable)
+        if cause is None:
+            self.ended(now, started_at)
+            return None
+        return self.congested(now, started_at, cause)
+
     # -- rounds --------------------------------------------------------------------
 
     def _new_round(self, now: float) -> None:

@@ -32,9 +32,10 @@ from pathlib import Path
 import anyio
 
 from ._checkpoint import Watermark
-from ._concurrency import Change, ConcurrencyController, congestion_cause
+from ._concurrency import ConcurrencyController
 from ._config import SDKConfig
 from ._events import EventEmitter
+from ._exceptions import DeliveryError
 from ._spool import SpoolFile
 from ._stats import Stats
 from ._transport import Message, SendError, Transport
@@ -62,10 +63,12 @@ class Delivery:
     ) -> None:
         self._config = config
         self._transport = transport
-        self._stats = stats
-        self._events = events
+        self._stats = self.stats = stats
+        self._events = self.events = events
         self._spool = spool
-        self._queue_url = queue_url
+        self._queue_url = self.queue_url = queue_url
+        #: the largest request payload (SendMessageBatch obeys the message limit)
+        self.max_batch_bytes = config.max_message_bytes
         self._on_finished = on_finished
         self._random = random.Random()
         self._ready: deque[Message] = deque()
@@ -88,6 +91,7 @@ class Delivery:
         self._wakeup = anyio.Event()
         self._done = anyio.Event()
         self._scope = anyio.CancelScope(shield=True)
+        self._spool_lock = anyio.Lock()
 
     def concurrency_limit(self) -> int:
         """How many requests may be in flight now (the controller decides)."""
@@ -165,23 +169,19 @@ class Delivery:
     def _settle(
         self, started: float, *, answered: bool, acked: int, error: SendError | None
     ) -> None:
-        """Tell the controller how a request ended and free its place. ``error``:
-        the failure that says something about the queue's capacity, if any."""
-        now = anyio.current_time()
-        controller = self._controller
-        cause = congestion_cause(error.code, error.retryable) if error is not None else None
-        change: Change | None = None
+        """Tell the controller how a request ended (``error``: the failure that says
+        most about the queue's capacity, if any) and free its place."""
+        now, controller = anyio.current_time(), self._controller
         if not answered:  # cancelled: no answer to learn from
             controller.ended(now, started)
-        elif cause is not None:
-            change = controller.congested(now, started, cause)
-        elif error is None:
-            change = controller.succeeded(now, started, acked)
         else:
-            controller.ended(now, started)
-        if change is not None:
-            self._stats.send_concurrency = change.after
-            logger.debug("%s", change)
+            code, retryable = (error.code, error.retryable) if error else (None, False)
+            change = controller.answered(
+                now, started, acked=acked, code=code, retryable=retryable
+            )
+            if change is not None:
+                self._stats.send_concurrency = change.after
+                logger.debug("%s", change)
         self._wake()
 
     def stop(self) -> None:
@@ -232,11 +232,10 @@ class Delivery:
     ) -> tuple[list[Message], BaseException | None]:
         """Send ``batch`` with retries; returns the messages that finally failed and why.
 
-        Each attempt takes a place under the concurrency limit (``started``: the
-        first attempt's place was taken already, at that time) and reports its
-        outcome to the controller. Only entries that failed are resent, so an
-        acknowledged entry is never sent twice by this loop (a lost answer can
-        still cause a duplicate: delivery is at-least-once).
+        Each attempt takes a place under the limit (``started``: the first one's
+        was taken at that time) and tells the controller how it went. Only failed
+        entries are resent, so an acknowledged entry is never sent twice by this
+        loop (a lost answer can still cause a duplicate: at-least-once).
         """
         config = self._config
         pending = batch
@@ -260,8 +259,7 @@ class Delivery:
                     },
                 )
             retry: list[Message] = []
-            # What the answer says about the queue's capacity, for the controller.
-            signal: SendError | None = None
+            signal: SendError | None = None  # what the answer says about capacity
             acked_bytes = 0
             done = False
             try:
@@ -278,8 +276,7 @@ class Delivery:
                     retry.extend(pending)
                 except Exception as exc:  # a transport bug must not kill the sender
                     logger.exception("transport raised unexpectedly")
-                    error = exc
-                    signal = SendError(str(exc), retryable=False)
+                    error, signal = exc, SendError(str(exc), retryable=False)
                     gave_up.extend(pending)
                 else:
                     by_id = {m.id: m for m in pending}
@@ -334,6 +331,20 @@ class Delivery:
             watermark.finish(message.seq, delivered)
         self._on_finished(finished, delivered)
 
+    def undelivered_error(self) -> DeliveryError | None:
+        """The error for messages given up on without a spool, if any."""
+        if not self.undelivered:
+            return None
+        records = sum(m.records for m in self.undelivered)
+        messages = len(self.undelivered)
+        return DeliveryError(
+            f"{records} records in {messages} messages were not delivered to "
+            f"{self._queue_url} and no spool_dir is configured",
+            records=records,
+            messages=messages,
+            bodies=[m.body.decode("utf-8") for m in self.undelivered],
+        )
+
     def leftovers(self) -> list[Message]:
         """Unfinished messages in seq order; the ready queue is emptied."""
         self._ready.clear()
@@ -352,13 +363,16 @@ class Delivery:
             try:
                 # Shielded so that a deadline cannot interrupt a half-written append
                 # between the file write and the bookkeeping below.
+                # One append at a time: senders give up concurrently, and the
+                # spool file is opened (and named) by the first append.
                 with anyio.CancelScope(shield=True):
-                    spooled_to = await anyio.to_thread.run_sync(
-                        spool.append,
-                        self._queue_url,
-                        [(m.body, m.records) for m in messages],
-                        reason,
-                    )
+                    async with self._spool_lock:
+                        spooled_to = await anyio.to_thread.run_sync(
+                            spool.append,
+                            self._queue_url,
+                            [(m.body, m.records) for m in messages],
+                            reason,
+                        )
             except OSError as exc:
                 spool_error = exc
                 logger.error("could not write the spool file: %s", exc)
@@ -377,14 +391,17 @@ class Delivery:
             f"spooled to {spooled_to}" if spooled_to else "not spooled",
             reason,
         )
-        await self._events.emit_async(
-            "error",
-            {
-                "operation": operation,
-                "records": records,
-                "messages": len(messages),
-                "spooled": spooled_to is not None,
-                "spool_path": str(spooled_to) if spooled_to else None,
-                "exception": error if spool_error is None else spool_error,
-            },
-        )
+        payload = {
+            "operation": operation,
+            "records": records,
+            "messages": len(messages),
+            "spooled": spooled_to is not None,
+            "spool_path": str(spooled_to) if spooled_to else None,
+            "exception": error if spool_error is None else spool_error,
+        }
+        if self._events.spawns:
+            # Coroutine handlers run as tasks of the SDK, never inside this sender:
+            # a handler that writes and flushes would otherwise wait for itself.
+            self._events.emit("error", payload)
+        else:  # after the task group ended (shutdown leftovers): run them here
+            await self._events.emit_async("error", payload)

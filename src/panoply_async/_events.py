@@ -85,6 +85,11 @@ class EventEmitter:
             if inspect.isawaitable(result):
                 self._schedule(name, result)
 
+    @property
+    def spawns(self) -> bool:
+        """Whether coroutine handlers run as tasks (else :meth:`emit` drops them)."""
+        return self._spawn is not None
+
     async def emit_async(self, name: str, data: Any) -> None:
         """Like :meth:`emit`, but awaits coroutine handlers in place."""
         for handler, args in self._targets(name, data):

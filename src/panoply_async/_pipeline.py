@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import logging
 import random
-import string
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -17,7 +16,8 @@ import anyio
 
 from ._checkpoint import Checkpoint
 from ._config import SDKConfig
-from ._exceptions import RecordError
+from ._exceptions import RecordError, RecordTypeError
+from ._routing import TableRouter
 from ._stats import Stats
 from .errors import PanoplyException
 
@@ -72,57 +72,6 @@ class IngestResult:
     delivered: bool = True
 
 
-class _Fields(dict[str, Any]):
-    """format_map() mapping that names the missing field instead of a bare KeyError."""
-
-    def __missing__(self, key: str) -> Any:
-        raise PanoplyException(
-            f"destination placeholder {{{key}}} has no value in the record", retryable=False
-        )
-
-
-class TableRouter:
-    """Decides the table of each record.
-
-    * plain records: ``source["destination"]``, else ``source["type"]``; the
-      name may hold ``{field}`` placeholders filled from each record (legacy
-      connectors used ``"typeform_{__table}"``);
-    * records of a ``RecordGroup``: its ``metadata["resource_id"]``, unless
-      ``destination`` has a ``{resource_id}`` placeholder (``"crm_{resource_id}"``):
-      then that template, filled from ``resource_id`` and the record.
-    """
-
-    def __init__(self, source: Mapping[str, Any]) -> None:
-        destination = source.get("destination")
-        template = destination or source.get("type")
-        if template is not None and not isinstance(template, str):
-            raise PanoplyException(
-                "source 'destination'/'type' must be a string", retryable=False
-            )
-        self.template: str | None = template or None
-        self.fields = (
-            [name for _, name, _, _ in string.Formatter().parse(template) if name]
-            if template
-            else []
-        )
-        self.groups_use_template = "resource_id" in self.fields
-
-    def table(self, record: Mapping[str, Any], resource_id: str | None = None) -> str:
-        if resource_id is not None and not self.groups_use_template:
-            return resource_id
-        if self.template is None:
-            raise PanoplyException(
-                "the source has neither 'destination' nor 'type': records have no table",
-                retryable=False,
-            )
-        if not self.fields:
-            return self.template
-        values = _Fields(record)
-        if resource_id is not None:
-            values.setdefault("resource_id", resource_id)
-        return self.template.format_map(values)
-
-
 def _group_of(batch: Any) -> tuple[list[Any], str | None]:
     """Split a batch into its records and, for a RecordGroup, its resource id."""
     if isinstance(batch, Mapping) and "data" in batch and "metadata" in batch:
@@ -138,6 +87,31 @@ def _group_of(batch: Any) -> tuple[list[Any], str | None]:
         f"read() yielded a {type(batch).__name__}; expected a list of dicts or a RecordGroup",
         retryable=False,
     )
+
+
+def _check_records(records: Sequence[Any]) -> None:
+    for record in records:
+        if not isinstance(record, Mapping):
+            raise PanoplyException(
+                f"read() yielded a record of type {type(record).__name__}; expected a dict",
+                retryable=False,
+            )
+
+
+def _tags(records: list[Any]) -> set[Any]:
+    """The ``__state`` values of ``records`` (one set comprehension in the common case)."""
+    try:
+        return {record.get(STATE_KEY) for record in records}
+    except (AttributeError, TypeError):  # a record that is no dict, or an unhashable tag
+        tags: set[Any] = set()
+        for record in records:
+            if isinstance(record, Mapping):
+                tag = record.get(STATE_KEY)
+                try:
+                    tags.add(tag)
+                except TypeError:
+                    continue
+        return tags
 
 
 def _merge(previous: Any, new: Any) -> Any:
@@ -179,25 +153,49 @@ class _StateCommitter:
         self._closed = False
         self.failed = False
         self._reported: list[tuple[Any, Any]] = []
+        # Pending states that records of the batch being written are tagged with:
+        # they cannot commit before that batch is written and its mark delivered.
+        self._writing: set[Any] = set()
+        # States tagged in a batch that was interrupted: never committed.
+        self._blocked: set[Any] = set()
 
     def report(self, state_id: Any, state: Any) -> None:
         # Called from the DataSource's event (possibly hopped from a worker
         # thread); the checkpoint is taken after the current batch is written.
         self._reported.append((state_id, state))
 
-    def after_batch(self, tagged: set[Any]) -> None:
+    def before_batch(self, records: list[Any]) -> None:
+        """Note which pending states ``records`` are tagged with, before writing them.
+
+        Only tags of states reported and not yet committed matter (the mark of a
+        state reported later covers every record written before it), so a
+        source without pending states costs nothing per record here.
+        """
+        pending = {p.state_id for p in self._queue} | {i for i, _ in self._reported}
+        if pending:
+            self._writing = _tags(records) & pending
+
+    def after_batch(self) -> None:
         mark = _Mark(self._marks, self._conn.checkpoint())
         self._marks += 1
-        for state_id in tagged:
+        for state_id in self._writing:
             self._last_mark_of[state_id] = mark
+        self._writing = set()
         for state_id, state in self._reported:
             self._queue.append(_PendingState(state_id, state, mark))
         self._reported.clear()
         self._wakeup.set()
 
     def close(self) -> None:
+        # A batch still being written was interrupted: its tagged states never commit.
+        self._blocked |= self._writing
+        self._writing = set()
         self._closed = True
         self._wakeup.set()
+
+    async def _batch_written(self) -> None:
+        self._wakeup = anyio.Event()
+        await self._wakeup.wait()
 
     def _needed(self, pending: _PendingState, floor: _Mark | None) -> _Mark:
         """The latest mark the state must wait for."""
@@ -222,8 +220,13 @@ class _StateCommitter:
                 # Records tagged with this state may still arrive in later batches.
                 mark = self._needed(pending, floor)
                 delivered = await mark.checkpoint
+                while pending.state_id in self._writing:
+                    await self._batch_written()
                 if self._needed(pending, floor).number == mark.number:
                     break
+            if pending.state_id in self._blocked:
+                self._queue.clear()  # nor any later state: they are committed in order
+                continue
             if not delivered:
                 # A record up to this state was spooled or lost: never commit it,
                 # nor any later state, so a resumed run re-reads from the last good one.
@@ -336,24 +339,33 @@ async def ingest(
                            error, delay, attempt + 1, read_attempts)
             await anyio.sleep(delay)
 
+    async def write_group(table: str, records: list[Any]) -> None:
+        try:
+            await conn.write_many(table, records)
+        except RecordTypeError:
+            _check_records(records)
+            raise
+        tables[table] += len(records)
+
     async def write_batch(batch: Any) -> None:
+        # A batch goes in as few write_many() calls as it has tables; none of a
+        # group is accepted when one of its records is refused.
         records, resource = _group_of(batch)
-        tagged: set[Any] = set()
-        for record in records:
-            if not isinstance(record, Mapping):
-                raise PanoplyException(
-                    f"read() yielded a record of type {type(record).__name__}; expected a dict",
-                    retryable=False,
-                )
-            table = router.table(record, resource)
-            await conn.write(table, record)
-            tables[table] += 1
-            state_id = record.get(STATE_KEY)
-            if state_id is not None:
-                tagged.add(state_id)
+        committer.before_batch(records)
+        if records:
+            table = router.fixed(resource)
+            if table is not None:
+                await write_group(table, records)
+            else:
+                groups: dict[str, list[Any]] = {}
+                for record in records:
+                    _check_records((record,))
+                    groups.setdefault(router.table(record, resource), []).append(record)
+                for table, group in groups.items():
+                    await write_group(table, group)
         result.records += len(records)
         result.batches += 1
-        committer.after_batch(tagged)
+        committer.after_batch()
 
     error: Exception | None = None
     try:
@@ -362,7 +374,7 @@ async def ingest(
             try:
                 await read_all()
                 # Make sure the last records go now and the last states can commit.
-                committer.after_batch(set())
+                committer.after_batch()
                 await conn.flush()
             except Exception as exc:
                 # Raised after the task group, so the caller gets it as it is

@@ -21,9 +21,7 @@ from pathlib import Path
 import anyio
 
 from ._delivery import MAX_BATCH_ENTRIES, Delivery
-from ._events import EventEmitter
 from ._spool import SpoolClaim, claim_spool
-from ._stats import Stats
 from ._transport import Message
 
 __all__ = ["ReplayResult", "replay_file"]
@@ -47,17 +45,9 @@ class ReplayResult:
 
 
 async def replay_file(
-    path: Path,
-    result: ReplayResult,
-    *,
-    delivery: Delivery,
-    stats: Stats,
-    events: EventEmitter,
-    queue_url: str,
-    attributes_size: int,
-    max_batch_bytes: int,
+    path: Path, result: ReplayResult, delivery: Delivery, attributes_size: int
 ) -> None:
-    """Resend the entries of one spool file that belong to ``queue_url``; skip
+    """Resend the entries of one spool file that belong to delivery's queue; skip
     (and list in ``result.files_skipped``) a file that someone else holds."""
     claim = await anyio.to_thread.run_sync(claim_spool, path)
     if isinstance(claim, str):
@@ -66,31 +56,16 @@ async def replay_file(
         return
     result.files.append(path)
     try:
-        await _replay_claimed(
-            claim,
-            result,
-            delivery=delivery,
-            stats=stats,
-            events=events,
-            queue_url=queue_url,
-            attributes_size=attributes_size,
-            max_batch_bytes=max_batch_bytes,
-        )
+        await _replay_claimed(claim, result, delivery, attributes_size)
     finally:
         claim.release()
 
 
 async def _replay_claimed(
-    claim: SpoolClaim,
-    result: ReplayResult,
-    *,
-    delivery: Delivery,
-    stats: Stats,
-    events: EventEmitter,
-    queue_url: str,
-    attributes_size: int,
-    max_batch_bytes: int,
+    claim: SpoolClaim, result: ReplayResult, delivery: Delivery, attributes_size: int
 ) -> None:
+    stats, events, queue_url = delivery.stats, delivery.events, delivery.queue_url
+    max_batch_bytes = delivery.max_batch_bytes
     path, entries, invalid = claim.path, claim.entries, claim.invalid
     if invalid:
         logger.warning("%s: %d unreadable lines kept in place", path, len(invalid))

@@ -1,15 +1,9 @@
 """The SDK facade: options, the lifetimes of the parts, events and stats.
 
-Data flow (DESIGN §2), one module per stage:
-
-* ``_buffer.py`` — :class:`WriteBuffer`: ``write()`` encodes at the call and
-  appends the line to the open message; a full message (or the flush timer,
-  ``flush()`` or leaving the block) closes it and submits it to delivery;
-* ``_delivery.py`` — :class:`Delivery`: the sender pool takes up to ten ready
-  messages per request, retries what failed, and hands what still fails to
-  the spool (or keeps it for the :class:`DeliveryError` raised on exit);
-* ``_replay.py`` — resending spool files through delivery;
-* ``_checkpoint.py`` — which messages are finished, in order.
+Data flow (DESIGN §2), one module per stage: ``_buffer.py`` (the write path:
+records into messages), ``_delivery.py`` (messages to SQS, or the spool),
+``_replay.py`` (spool files back to SQS), ``_checkpoint.py`` (which messages
+are finished, in order).
 
 Every background task lives in one anyio task group owned by the ``SDK`` and
 bounded by its ``async with`` block. Delivery runs inside a shielded cancel
@@ -35,7 +29,7 @@ from ._config import SDKConfig
 from ._credentials import Credentials, parse_credentials
 from ._delivery import MAX_BATCH_ENTRIES, Delivery
 from ._events import EventEmitter, Handler
-from ._exceptions import ConfigurationError, DeliveryError, PanoplyError
+from ._exceptions import ConfigurationError, PanoplyError
 from ._packing import attributes_size
 from ._pipeline import IngestResult, ingest
 from ._redact import redactor
@@ -258,17 +252,9 @@ class SDK:
         tb: TracebackType | None,
     ) -> None:
         await self._shutdown()
-        undelivered = self._delivery.undelivered
-        if undelivered:
-            records = sum(m.records for m in undelivered)
-            messages = len(undelivered)
-            raise DeliveryError(
-                f"{records} records in {messages} messages were not delivered to "
-                f"{self._queue_url} and no spool_dir is configured",
-                records=records,
-                messages=messages,
-                bodies=[m.body.decode("utf-8") for m in undelivered],
-            )
+        error = self._delivery.undelivered_error()
+        if error is not None:
+            raise error
 
     # ``write`` and ``write_many`` live in the write path (``_buffer.py``); these
     # definitions carry the documentation and serve calls through the class.
@@ -297,7 +283,7 @@ class SDK:
         """Send everything written so far and return once each message was
         acknowledged by SQS, or finally failed (then the ``error`` event fired
         and the records were spooled or counted in ``stats.records_failed``)."""
-        if self._state is not _OPEN:
+        if not self._buffer.accepting:
             raise self._not_open("flush")
         self._buffer.close_open_message("flush")
         await self._delivery.watermark.wait_through(self._buffer.next_seq - 1)
@@ -319,16 +305,7 @@ class SDK:
         for spool_path in await anyio.to_thread.run_sync(spool_files, path):
             if own is not None and spool_path.resolve() == own.resolve():
                 continue  # this SDK is still appending to it
-            await replay_file(
-                spool_path,
-                result,
-                delivery=self._delivery,
-                stats=self._stats,
-                events=self._events,
-                queue_url=self._queue_url,
-                attributes_size=self._attributes_size,
-                max_batch_bytes=self._config.max_message_bytes,
-            )
+            await replay_file(spool_path, result, self._delivery, self._attributes_size)
         return result
 
     async def ingest(
@@ -361,7 +338,7 @@ class SDK:
         Use it to commit your own offsets (a Kafka or database cursor) once
         the records before them reached SQS.
         """
-        if self._state is not _OPEN:
+        if not self._buffer.accepting:
             raise self._not_open("checkpoint")
         return Checkpoint(self._delivery.watermark, self._buffer.ticket())
 
@@ -389,7 +366,6 @@ class SDK:
         if self._state is not _OPEN:
             return
         self._state = _CLOSING
-        self._buffer.accepting = False
         deadline = anyio.current_time() + self._config.shutdown_timeout
 
         def remaining() -> float:
@@ -400,9 +376,20 @@ class SDK:
         buffer, delivery = self._buffer, self._delivery
         try:
             with anyio.CancelScope(shield=True):
-                buffer.close_open_message("close")
+                # The drain. Writes still running (or made by event handlers while
+                # the block drains) are accepted and go out too; it ends when
+                # everything written was sent and nothing more arrives, or at the
+                # deadline. Then seal(): later writes raise, none is left behind.
                 with anyio.move_on_after(remaining()):
-                    await delivery.watermark.wait_through(buffer.next_seq - 1)
+                    while True:
+                        await buffer.wait_writers()
+                        buffer.close_open_message("close")
+                        last = buffer.next_seq - 1
+                        await delivery.watermark.wait_through(last)
+                        await self._events.wait_handlers()
+                        if buffer.quiet and buffer.next_seq - 1 == last:
+                            break
+                buffer.seal()
                 delivery.stop()
                 buffer.stop_timer()
                 with anyio.move_on_after(remaining()):
