@@ -4,18 +4,21 @@ A small discrete-event simulation plays the sender pool and the network: a
 writer makes messages ready (at a fixed rate, or always), requests start while
 the controller allows, and each one is answered after the round trip, by a
 server that may have a bounded capacity and may throttle. No event loop and no
-sleeping: time is a number the simulation advances.
+sleeping: time is a number the simulation advances. The last test runs the SDK's
+real sender pool over an in-memory transport.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import anyio
 import pytest
 
+from panoply_async import SDK, Message, SendError, SendOutcome
 from panoply_async._concurrency import (
     DEFAULT_CEILING,
     INITIAL_LIMIT,
@@ -316,3 +319,66 @@ def test_invalid_ceiling() -> None:
     with pytest.raises(ValueError, match="ceiling"):
         ConcurrencyController(0)
     assert PROBE_ROUNDS >= 2
+
+
+def test_answered_sorts_outcomes() -> None:
+    controller = ConcurrencyController(8, initial=8)
+    for _ in range(3):
+        controller.started(0.0)
+    assert controller.answered(0.1, 0.0, acked=100, code=None, retryable=False) is None
+    assert controller.answered(0.1, 0.0, acked=0, code="AccessDenied", retryable=False) is None
+    assert controller.limit == 8
+    change = controller.answered(0.1, 0.0, acked=0, code="RequestThrottled", retryable=True)
+    assert change == Change(8, 4, "throttled (RequestThrottled); backing off")
+    assert controller.in_flight == 0
+
+
+class ThrottlingTransport:
+    """In memory: each request takes a moment; the first ``throttled`` are refused.
+    Records how many requests were in flight against the limit at each start."""
+
+    def __init__(self, throttled: int) -> None:
+        self.conn: SDK | None = None
+        self.throttled = throttled
+        self.requests = 0
+        self.in_flight = 0
+        self.over_limit = 0
+        self.most = 0
+
+    async def open(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    async def send(self, messages: Sequence[Message]) -> SendOutcome:
+        assert self.conn is not None
+        self.requests += 1
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight > self.conn.stats.send_concurrency:
+            self.over_limit += 1
+        try:
+            await anyio.sleep(0.002)  # the request's round trip, not synchronisation
+        finally:
+            self.in_flight -= 1
+        if self.requests <= self.throttled:
+            raise SendError("throttled", retryable=True, code="RequestThrottled")
+        return SendOutcome(acked=[m.id for m in messages])
+
+
+async def test_the_pool_keeps_requests_and_retries_under_the_limit(
+    vector_credentials: tuple[str, str],
+) -> None:
+    transport = ThrottlingTransport(throttled=40)
+    conn = SDK(*vector_credentials, transport=transport, max_message_bytes=2048,
+               backoff_base=0.001, backoff_max=0.01, max_attempts=100)
+    transport.conn = conn
+    async with conn:
+        await conn.write_many("t", [{"id": i, "pad": "x" * 50} for i in range(3_000)])
+        await conn.flush()
+        assert conn.stats.send_concurrency < INITIAL_LIMIT
+    assert transport.most > 1
+    assert transport.over_limit == 0
+    assert conn.stats.records_delivered == 3_000
+    assert conn.stats.retries == 40
