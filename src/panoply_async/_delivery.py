@@ -245,6 +245,10 @@ class Delivery:
         attempt = 0
         while pending:
             attempt += 1
+            if started is not None and self._controller.in_flight > self._controller.limit:
+                # The limit fell between taking the place and this task running.
+                self._controller.ended(anyio.current_time(), started)
+                started = None
             if started is None:
                 started = await self._take_place()
             self._stats.requests += 1
