@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import connector_path, cpu, latency, throughput
+from . import connector_path, cpu, latency, latency_sweep, throughput
 from .records import KINDS, Record, line_bytes, make_pool, take
 from .report import Results, Row, machine_info, to_markdown, write_outputs
 from .server import ServerProcess
@@ -151,7 +151,7 @@ def _throughput_for(
             "MB/s",
             "back to back",
             capacity.mb_per_second,
-            note="as many requests in flight as the SDK's default senders",
+            note="the SDK's former fixed number of requests in flight",
         )
     )
     results.add(
@@ -488,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local SQS server (own process) at {server.endpoint_url}", flush=True)
         server_figures(results, sizes, server.endpoint_url)
         latency_figures(results, sizes, server.endpoint_url)
+        sweep_sizes = latency_sweep.QUICK if args.quick else latency_sweep.FULL
+        latency_sweep.sweep(results, sweep_sizes, server.endpoint_url)
     memory_figures(results, sizes)
     results.commands.append(
         f"python -m benchmarks.memory --records {sizes.memory_records} --interval {MEMORY_INTERVAL}"

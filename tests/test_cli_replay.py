@@ -9,6 +9,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import anyio
+
 from panoply_async import SDK
 from panoply_async.testing import LocalQueue
 
@@ -62,3 +64,37 @@ def test_replay_with_bad_secret_does_not_print_it(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "bad credentials" in done.stderr
     assert secret not in done.stdout + done.stderr
+
+
+async def test_replay_command_skips_a_file_whose_writer_is_running(
+    panoply_queue: LocalQueue, tmp_path: Path
+) -> None:
+    # Issue 14 item 3, across processes: the command leaves alone (and says so) the
+    # spool file of an SDK that is still open and spooling.
+    env = {**os.environ, "PANOPLY_APIKEY": panoply_queue.apikey,
+           "PANOPLY_APISECRET": panoply_queue.apisecret}
+    command = [SCRIPT, "replay", str(tmp_path), "--endpoint-url", panoply_queue.endpoint_url]
+    async with SDK(panoply_queue.apikey, panoply_queue.apisecret,
+                   endpoint_url=dead_endpoint(), spool_dir=tmp_path, max_attempts=1) as conn:
+        await conn.write_many("t", [{"id": i} for i in range(100)])
+        await conn.flush()
+        assert conn.stats.records_spooled == 100
+        spooled = conn.spool_path
+        assert spooled is not None
+        before = spooled.read_bytes()
+        done = await anyio.to_thread.run_sync(lambda: subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=120, check=False))
+        assert done.returncode == 0, done.stderr
+        assert f"skipped {spooled}: in use by a running writer or another replay" in done.stdout
+        assert "replayed 0 records" in done.stdout
+        assert spooled.read_bytes() == before
+        await conn.write_many("t", [{"id": i} for i in range(100, 150)])
+    assert conn.stats.records_spooled == 150
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert "replayed 150 records" in done.stdout
+    assert "skipped" not in done.stdout
+    ids = Counter(r["id"] for r in await panoply_queue.arecords())
+    assert ids == Counter(range(150))

@@ -6,6 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from ._concurrency import DEFAULT_CEILING
 from ._exceptions import ConfigurationError
 
 __all__ = ["SDKConfig"]
@@ -19,7 +20,8 @@ class SDKConfig:
     flush_interval: float = 2.0
     max_message_bytes: int = 262_144
     max_buffer_bytes: int = 16 * 1024 * 1024
-    max_concurrent_sends: int = 4
+    max_concurrent_sends: int = DEFAULT_CEILING
+    adaptive_concurrency: bool = True
     max_attempts: int = 8
     retry_budget: float = 120.0
     backoff_base: float = 0.1
@@ -64,3 +66,5 @@ class SDKConfig:
             raise ConfigurationError("endpoint_url must be an http:// or https:// URL")
         if not isinstance(self.sign, bool):
             raise ConfigurationError("sign must be True or False")
+        if not isinstance(self.adaptive_concurrency, bool):
+            raise ConfigurationError("adaptive_concurrency must be True or False")

@@ -2,13 +2,15 @@
 
 :class:`Delivery` keeps the queue of closed messages and a pool of sender
 tasks. One dispatcher task takes up to ten ready messages per request
-(``SendMessageBatch``) and starts a sender task for it while fewer than
-:meth:`Delivery.concurrency_limit` requests are in flight: that method is the
-one place that decides how many requests are in flight. A sender retries what
-failed, with exponential backoff and full jitter, resending only the failed
-entries; what still fails is given up on: appended to the spool file (or kept
-for the :class:`DeliveryError` raised on exit) and reported with the ``error``
-event.
+(``SendMessageBatch``) and starts a sender task for it while fewer batches
+are under way than :meth:`Delivery.concurrency_limit`, the limit that the
+adaptive :class:`~._concurrency.ConcurrencyController` sets from what the
+requests' answers say. A sender retries what failed, with exponential backoff
+and full jitter, resending only the failed entries; every retry waits for a
+free place under the limit before it goes out, and no new batch starts while
+a retry waits, so a throttled queue sees fewer requests, not more. What still
+fails is given up on: appended to the spool file (or kept for the
+:class:`DeliveryError` raised on exit) and reported with the ``error`` event.
 
 Every finished message (acknowledged, spooled or failed) advances the
 :class:`Watermark` and is reported through ``on_finished`` (the write buffer's
@@ -30,6 +32,7 @@ from pathlib import Path
 import anyio
 
 from ._checkpoint import Watermark
+from ._concurrency import ConcurrencyController
 from ._config import SDKConfig
 from ._events import EventEmitter
 from ._exceptions import DeliveryError
@@ -72,7 +75,14 @@ class Delivery:
         self._unfinished: dict[int, Message] = {}
         #: messages given up on without a spool: the DeliveryError's content
         self.undelivered: list[Message] = []
-        self._in_flight = 0
+        self._controller = ConcurrencyController(
+            config.max_concurrent_sends, adaptive=config.adaptive_concurrency
+        )
+        stats.send_concurrency = self._controller.limit
+        #: batches under way: a request in flight, or waiting to be retried
+        self._active = 0
+        #: retries (and replay requests) waiting for a place under the limit
+        self._waiting = 0
         self._stopping = False
 
     def start(self) -> None:
@@ -84,8 +94,8 @@ class Delivery:
         self._spool_lock = anyio.Lock()
 
     def concurrency_limit(self) -> int:
-        """How many requests may be in flight now: the sender pool's only such decision."""
-        return self._config.max_concurrent_sends
+        """How many requests may be in flight now (the controller decides)."""
+        return self._controller.limit
 
     def submit(self, message: Message) -> None:
         """Queue a closed message for sending."""
@@ -104,14 +114,25 @@ class Delivery:
         try:
             with self._scope:
                 async with anyio.create_task_group() as senders:
+                    controller = self._controller
                     while True:
-                        while not self._ready or self._in_flight >= self.concurrency_limit():
+                        # Batches waiting to retry count against the limit, and go
+                        # first: after throttling, fewer requests, not new ones.
+                        while (
+                            not self._ready
+                            or self._waiting
+                            or self._active >= controller.limit
+                            or not controller.can_start()
+                        ):
                             if self._stopping and not self._ready:
                                 return
                             await self._wakeup.wait()
                         batch = self._next_batch()
-                        self._in_flight += 1
-                        senders.start_soon(self._send, batch)
+                        self._active += 1
+                        # The place is taken now, not when the task first runs, so
+                        # that the loop cannot start more than the limit allows.
+                        started = controller.started(anyio.current_time())
+                        senders.start_soon(self._send, batch, started)
         finally:
             self._done.set()
 
@@ -126,14 +147,42 @@ class Delivery:
             size += message.size
         return batch
 
-    async def _send(self, batch: list[Message]) -> None:
+    async def _send(self, batch: list[Message], started: float) -> None:
         try:
-            failed, error = await self.deliver(batch, self._acknowledge)
+            failed, error = await self.deliver(batch, self._acknowledge, started=started)
             if failed:
                 await self.give_up(failed, error, "send")
         finally:
-            self._in_flight -= 1
+            self._active -= 1
             self._wake()
+
+    async def _take_place(self) -> float:
+        """Wait for a place under the limit; returns the request's start time."""
+        self._waiting += 1
+        try:
+            while not self._controller.can_start():
+                await self._wakeup.wait()
+        finally:
+            self._waiting -= 1
+        return self._controller.started(anyio.current_time())
+
+    def _settle(
+        self, started: float, *, answered: bool, acked: int, error: SendError | None
+    ) -> None:
+        """Tell the controller how a request ended (``error``: the failure that says
+        most about the queue's capacity, if any) and free its place."""
+        now, controller = anyio.current_time(), self._controller
+        if not answered:  # cancelled: no answer to learn from
+            controller.ended(now, started)
+        else:
+            code, retryable = (error.code, error.retryable) if error else (None, False)
+            change = controller.answered(
+                now, started, acked=acked, code=code, retryable=retryable
+            )
+            if change is not None:
+                self._stats.send_concurrency = change.after
+                logger.debug("%s", change)
+        self._wake()
 
     def stop(self) -> None:
         """Let the dispatcher end once the ready queue is empty."""
@@ -178,12 +227,15 @@ class Delivery:
         self,
         batch: list[Message],
         on_ack: Callable[[Sequence[Message]], None],
+        *,
+        started: float | None = None,
     ) -> tuple[list[Message], BaseException | None]:
         """Send ``batch`` with retries; returns the messages that finally failed and why.
 
-        Only entries that failed are resent, so an acknowledged entry is never
-        sent twice by this loop (a lost answer can still cause a duplicate:
-        delivery is at-least-once).
+        Each attempt takes a place under the limit (``started``: the first one's
+        was taken at that time) and tells the controller how it went. Only failed
+        entries are resent, so an acknowledged entry is never sent twice by this
+        loop (a lost answer can still cause a duplicate: at-least-once).
         """
         config = self._config
         pending = batch
@@ -193,6 +245,12 @@ class Delivery:
         attempt = 0
         while pending:
             attempt += 1
+            if started is not None and self._controller.in_flight > self._controller.limit:
+                # The limit fell between taking the place and this task running.
+                self._controller.ended(anyio.current_time(), started)
+                started = None
+            if started is None:
+                started = await self._take_place()
             self._stats.requests += 1
             if self._events.has_handlers("send"):
                 self._events.emit(
@@ -205,39 +263,56 @@ class Delivery:
                     },
                 )
             retry: list[Message] = []
+            signal: SendError | None = None  # what the answer says about capacity
+            acked_bytes = 0
+            done = False
             try:
-                with anyio.fail_after(config.request_timeout * 2):
-                    outcome = await self._transport.send(pending)
-            except SendError as exc:
-                error = exc
-                (retry if exc.retryable else gave_up).extend(pending)
-            except TimeoutError as exc:
-                error = SendError(f"request timed out: {exc}", retryable=True, code="Timeout")
-                retry.extend(pending)
-            except Exception as exc:  # a transport bug must not kill the sender
-                logger.exception("transport raised unexpectedly")
-                error = exc
-                gave_up.extend(pending)
-            else:
-                by_id = {m.id: m for m in pending}
-                acked = [by_id[i] for i in outcome.acked if i in by_id]
-                if acked:
-                    on_ack(acked)
-                for failure in outcome.failed:
-                    message = by_id.get(failure.id)
-                    if message is None:
-                        continue
-                    error = SendError(
-                        f"SQS refused a message: {failure.code}: {failure.message}",
-                        retryable=failure.retryable,
-                        code=failure.code,
+                try:
+                    with anyio.fail_after(config.request_timeout * 2):
+                        outcome = await self._transport.send(pending)
+                except SendError as exc:
+                    error = signal = exc
+                    (retry if exc.retryable else gave_up).extend(pending)
+                except TimeoutError as exc:
+                    error = signal = SendError(
+                        f"request timed out: {exc}", retryable=True, code="Timeout"
                     )
-                    (retry if failure.retryable else gave_up).append(message)
-                answered = {m.id for m in acked} | {f.id for f in outcome.failed}
-                missing = [m for m in pending if m.id not in answered]
-                if missing:  # an answer that skips entries: treat them as failed, retryable
-                    error = SendError("SQS answer did not mention some entries", retryable=True)
-                    retry.extend(missing)
+                    retry.extend(pending)
+                except Exception as exc:  # a transport bug must not kill the sender
+                    logger.exception("transport raised unexpectedly")
+                    error, signal = exc, SendError(str(exc), retryable=False)
+                    gave_up.extend(pending)
+                else:
+                    by_id = {m.id: m for m in pending}
+                    acked = [by_id[i] for i in outcome.acked if i in by_id]
+                    acked_bytes = sum(len(m.body) for m in acked)
+                    if acked:
+                        on_ack(acked)
+                    for failure in outcome.failed:
+                        message = by_id.get(failure.id)
+                        if message is None:
+                            continue
+                        error = SendError(
+                            f"SQS refused a message: {failure.code}: {failure.message}",
+                            retryable=failure.retryable,
+                            code=failure.code,
+                        )
+                        if failure.retryable:
+                            signal = signal or error
+                        (retry if failure.retryable else gave_up).append(message)
+                    answered = {m.id for m in acked} | {f.id for f in outcome.failed}
+                    missing = [m for m in pending if m.id not in answered]
+                    if missing:  # an answer that skips entries: failed, retryable
+                        error = SendError(
+                            "SQS answer did not mention some entries", retryable=True
+                        )
+                        signal = signal or error
+                        retry.extend(missing)
+                done = True
+            finally:
+                # Exactly once per attempt, also when the attempt is cancelled.
+                self._settle(started, answered=done, acked=acked_bytes, error=signal)
+                started = None
             if not retry:
                 break
             delay = self._backoff(attempt)

@@ -1,10 +1,13 @@
 """Replay (DESIGN §2): resend the messages of spool files through delivery.
 
 Each spool entry becomes a message again and goes through
-:meth:`Delivery.deliver` (same requests, retries and ``send`` events as live
-traffic, but its own acknowledgement counters). After every request the file
-is rewritten atomically with what is left, so an interrupted replay can only
-resend, never lose.
+:meth:`Delivery.deliver` (same requests, concurrency limit, retries and
+``send`` events as live traffic, but its own acknowledgement counters). A file
+is first claimed (:func:`~._spool.claim_spool`): one whose writer is still
+open, or that another replay holds, is skipped and reported, never read. After
+every request the claimed file is rewritten atomically with what is left (and
+whatever was appended to it since it was read), so an interrupted replay can
+only resend, never lose.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import anyio
 
 from ._delivery import MAX_BATCH_ENTRIES, Delivery
-from ._spool import read_spool, rewrite_spool
+from ._spool import SpoolClaim, claim_spool
 from ._transport import Message
 
 __all__ = ["ReplayResult", "replay_file"]
@@ -37,15 +40,33 @@ class ReplayResult:
     records_left: int = 0
     #: entries kept because they were spooled for another queue
     messages_other_queue: int = 0
+    #: files left alone, with the reason (e.g. their writer is still running)
+    files_skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
 async def replay_file(
     path: Path, result: ReplayResult, delivery: Delivery, attributes_size: int
 ) -> None:
-    """Resend the entries of one spool file that belong to delivery's queue."""
+    """Resend the entries of one spool file that belong to delivery's queue; skip
+    (and list in ``result.files_skipped``) a file that someone else holds."""
+    claim = await anyio.to_thread.run_sync(claim_spool, path)
+    if isinstance(claim, str):
+        logger.warning("replay skipped %s: %s", path, claim)
+        result.files_skipped.append((path, claim))
+        return
+    result.files.append(path)
+    try:
+        await _replay_claimed(claim, result, delivery, attributes_size)
+    finally:
+        claim.release()
+
+
+async def _replay_claimed(
+    claim: SpoolClaim, result: ReplayResult, delivery: Delivery, attributes_size: int
+) -> None:
     stats, events, queue_url = delivery.stats, delivery.events, delivery.queue_url
     max_batch_bytes = delivery.max_batch_bytes
-    entries, invalid = await anyio.to_thread.run_sync(read_spool, path)
+    path, entries, invalid = claim.path, claim.entries, claim.invalid
     if invalid:
         logger.warning("%s: %d unreadable lines kept in place", path, len(invalid))
     queue_name = queue_url.rsplit("/", 1)[-1]
@@ -103,4 +124,4 @@ async def replay_file(
             )
         remaining = keep + [raw for _, raw in todo]
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(rewrite_spool, path, remaining)
+            await anyio.to_thread.run_sync(claim.rewrite, remaining)

@@ -24,6 +24,7 @@ import anyio
 
 from ._buffer import WriteBuffer
 from ._checkpoint import Checkpoint
+from ._concurrency import DEFAULT_CEILING
 from ._config import SDKConfig
 from ._credentials import Credentials, parse_credentials
 from ._delivery import MAX_BATCH_ENTRIES, Delivery
@@ -83,7 +84,8 @@ class SDK:
         flush_interval: float = 2.0,
         max_message_bytes: int = 262_144,
         max_buffer_bytes: int = 16 * 1024 * 1024,
-        max_concurrent_sends: int = 4,
+        max_concurrent_sends: int = DEFAULT_CEILING,
+        adaptive_concurrency: bool = True,
         max_attempts: int = 8,
         retry_budget: float = 120.0,
         backoff_base: float = 0.1,
@@ -101,6 +103,7 @@ class SDK:
             max_message_bytes=max_message_bytes,
             max_buffer_bytes=max_buffer_bytes,
             max_concurrent_sends=max_concurrent_sends,
+            adaptive_concurrency=adaptive_concurrency,
             max_attempts=max_attempts,
             retry_budget=retry_budget,
             backoff_base=backoff_base,
@@ -132,6 +135,7 @@ class SDK:
             endpoint_url=endpoint_url,
             sign=sign,
             request_timeout=request_timeout,
+            # one connection per request in flight, up to the ceiling
             max_connections=max(10, max_concurrent_sends),
         )
         self._spool = (
@@ -291,7 +295,9 @@ class SDK:
         Acknowledged entries are removed from the file (the file is deleted
         when empty); entries that fail again, or were spooled for another
         queue, stay. The file is rewritten atomically after every request, so
-        an interrupted replay can only resend, never lose.
+        an interrupted replay can only resend, never lose. A file whose writer
+        is still open (or that another replay holds) is skipped and listed in
+        ``files_skipped``.
         """
         if self._state is not _OPEN:
             raise self._not_open("replay")
@@ -300,7 +306,6 @@ class SDK:
         for spool_path in await anyio.to_thread.run_sync(spool_files, path):
             if own is not None and spool_path.resolve() == own.resolve():
                 continue  # this SDK is still appending to it
-            result.files.append(spool_path)
             await replay_file(spool_path, result, self._delivery, self._attributes_size)
         return result
 
@@ -416,6 +421,8 @@ class SDK:
                     await self._delivery.give_up(leftovers, timeout, "shutdown")
             finally:
                 self._state = _CLOSED
+                if self._spool is not None:
+                    self._spool.close()  # releases its lock: replay may take the file now
                 try:
                     await self._transport.aclose()
                 finally:

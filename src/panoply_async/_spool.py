@@ -6,20 +6,41 @@ It never holds the api key's secret: replay takes credentials anew. Appends are
 flushed and fsynced before the SDK reports the records as spooled; replay
 rewrites a file atomically (write, fsync, rename) with only what is still
 undelivered, so an interrupted replay loses nothing.
+
+Writing and replaying a file exclude each other through ``flock``: the SDK
+that writes a spool file holds an exclusive lock on it from the moment the file
+appears under its name until the SDK closes (the file is created under a
+temporary name, locked, then renamed, so no one can see it unlocked while its
+writer lives; the kernel drops the lock if the process dies). Replay takes the
+lock without waiting, skips a file whose writer is alive, and keeps holding it
+across its rewrites (each new version is locked before it is renamed into
+place). Whatever a rewrite finds beyond the bytes replay read is kept, so
+replay never deletes or replaces bytes it did not read.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
+import fcntl
 import os
 import secrets
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
-__all__ = ["SpoolEntry", "SpoolFile", "read_spool", "rewrite_spool", "spool_files"]
+__all__ = [
+    "SpoolClaim",
+    "SpoolEntry",
+    "SpoolFile",
+    "claim_spool",
+    "read_spool",
+    "rewrite_spool",
+    "spool_files",
+]
 
 SUFFIX = ".jsonl"
 
@@ -39,12 +60,19 @@ def _now() -> str:
 
 
 class SpoolFile:
-    """Append-only spool file of one SDK instance, created on first use."""
+    """Append-only spool file of one SDK instance, created on first use.
+
+    From its creation until :meth:`close` the file is locked (``flock``), so
+    that a replay elsewhere leaves it alone.
+    """
 
     def __init__(self, directory: str | os.PathLike[str], account: str) -> None:
         self._directory = Path(directory)
         self._account = account
         self._path: Path | None = None
+        self._fd: int | None = None
+        # give-ups of several senders may append from worker threads at once
+        self._lock = threading.Lock()
 
     @property
     def directory(self) -> Path:
@@ -55,17 +83,31 @@ class SpoolFile:
         """The file written so far, or None while nothing was spooled."""
         return self._path
 
-    def _open_path(self) -> Path:
-        if self._path is None:
-            self._directory.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            name = f"panoply-{self._account}-{stamp}-{os.getpid()}-{secrets.token_hex(3)}{SUFFIX}"
-            self._path = self._directory / name
-        return self._path
+    def _open(self) -> int:
+        if self._fd is not None:
+            return self._fd
+        if self._path is not None:
+            raise OSError(errno.EBADF, f"spool file {self._path} was closed")
+        self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        name = f"panoply-{self._account}-{stamp}-{os.getpid()}-{secrets.token_hex(3)}{SUFFIX}"
+        path = self._directory / name
+        # Locked under a name replay does not look at, then renamed: replay can
+        # never find this file unlocked while this SDK is open.
+        hidden = path.with_name(f".{name}.new")
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(hidden, path)
+        except BaseException:
+            os.close(fd)
+            hidden.unlink(missing_ok=True)
+            raise
+        self._fd, self._path = fd, path
+        return fd
 
     def append(self, queue_url: str, bodies: Iterable[tuple[bytes, int]], error: str) -> Path:
         """Durably append ``(body, records)`` pairs; returns the file's path. Blocking."""
-        path = self._open_path()
         at = _now()
         lines = b"".join(
             orjson.dumps(
@@ -81,16 +123,37 @@ class SpoolFile:
             )
             for body, records in bodies
         )
-        _write_durably(path, lines, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        return path
+        with self._lock:
+            fd = self._open()
+            _write_all(fd, lines)
+            os.fsync(fd)
+            assert self._path is not None
+            return self._path
+
+    def close(self) -> None:
+        """Release the file (and its lock) for replay. Idempotent; later appends fail."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
+
+    def __del__(self) -> None:
+        # A safety net only: the SDK closes its spool when it closes.
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _write_durably(path: Path, data: bytes, flags: int) -> None:
     fd = os.open(path, flags, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -112,9 +175,13 @@ def read_spool(path: Path) -> tuple[list[SpoolEntry], list[bytes]]:
     A line cut short by a crash is not an entry; it is returned so that a
     rewrite keeps it rather than silently dropping it.
     """
+    return _parse(path.read_bytes())
+
+
+def _parse(data: bytes) -> tuple[list[SpoolEntry], list[bytes]]:
     entries: list[SpoolEntry] = []
     invalid: list[bytes] = []
-    for raw in path.read_bytes().split(b"\n"):
+    for raw in data.split(b"\n"):
         if not raw.strip():
             continue
         try:
@@ -141,3 +208,121 @@ def rewrite_spool(path: Path, keep: Iterable[bytes]) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     _write_durably(tmp, b"\n".join(lines) + b"\n", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     os.replace(tmp, path)
+
+
+@dataclass
+class SpoolClaim:
+    """A spool file held by one replay: its entries, and the lock on it.
+
+    ``entries`` and ``invalid`` are what the file held when it was claimed. Call
+    :meth:`rewrite` with the raw lines still undelivered and :meth:`release`
+    when done (blocking calls).
+    """
+
+    path: Path
+    entries: list[SpoolEntry]
+    invalid: list[bytes]
+    _fd: int | None
+    #: where the bytes replay has not read begin, in the current version: they are
+    #: carried over verbatim by every rewrite
+    _known: int
+
+    def rewrite(self, keep: Iterable[bytes]) -> None:
+        """Atomically replace the file with ``keep`` plus any bytes it gained since
+        it was read; remove it when nothing at all remains."""
+        fd = self._fd
+        if fd is None:
+            raise RuntimeError(f"{self.path} was already released")
+        lines = [line for line in keep if line.strip()]
+        # Bytes someone appended without the lock (a writer that does not take
+        # it): never ours to drop.
+        size = os.fstat(fd).st_size
+        extra = os.pread(fd, size - self._known, self._known) if size > self._known else b""
+        kept = b"".join(line + b"\n" for line in lines)
+        data = kept + extra
+        if not data.strip():
+            self.path.unlink(missing_ok=True)
+            _fsync_directory(self.path.parent)
+            self.release()  # nothing left to hold
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        new = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            # The new version is locked before it takes the name, so the claim
+            # never lapses (another replay would skip it, not race us).
+            fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _write_all(new, data)
+            os.fsync(new)
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.close(new)
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_directory(self.path.parent)
+        self._fd, self._known = new, len(kept)
+        os.close(fd)
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def claim_spool(path: Path) -> SpoolClaim | str:
+    """Lock ``path`` for replay and read it; or say why not (its writer is alive,
+    or it is gone). Never waits. Blocking I/O."""
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return "gone (replayed or removed meanwhile)"
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return "in use by a running writer or another replay"
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if not same:
+            # Replaced or removed between our open and our lock: look again.
+            os.close(fd)
+            continue
+        try:
+            data = _read_all(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        # A last line without its newline is being written by someone who does
+        # not lock, or was cut short by a crash: not read here, so a rewrite
+        # copies it verbatim with whatever follows it.
+        complete = data.rfind(b"\n") + 1
+        entries, invalid = _parse(data[:complete])
+        return SpoolClaim(path, entries, invalid, fd, complete)
+    return "in use: it keeps changing"
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on directories; the rename still happened
+    finally:
+        os.close(fd)

@@ -29,6 +29,7 @@ class Stats:
         "records_spooled",
         "requests",
         "retries",
+        "send_concurrency",
     )
 
     def __init__(self) -> None:
@@ -47,6 +48,8 @@ class Stats:
         self.requests = 0
         self.retries = 0
         self.bytes_sent = 0
+        #: requests allowed in flight now (the adaptive controller's limit)
+        self.send_concurrency = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -159,6 +159,8 @@ def replay(path: str, endpoint_url: str | None, apikey: str | None,
         f"replayed {result.records_sent:,} records in {result.messages_sent} messages "
         f"from {len(result.files)} file(s)"
     )
+    for skipped, reason in result.files_skipped:
+        click.echo(f"skipped {skipped}: {reason}; replay it again once that has finished")
     if result.messages_other_queue:
         click.echo(f"kept {result.messages_other_queue} messages spooled for another queue")
     if result.messages_left:
