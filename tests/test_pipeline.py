@@ -255,6 +255,47 @@ async def test_three_failures_give_up(panoply_queue: LocalQueue) -> None:
     assert source.closed == 1
 
 
+class RestartingSource(DataSource):
+    """Starts from its first page on every read() and fails after ``pages`` pages."""
+
+    def __init__(self, source: dict[str, Any], pages: list[int]) -> None:
+        super().__init__(source)
+        self.pages_per_attempt = pages
+        self.attempts = 0
+
+    async def read(self, n: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        pages = self.pages_per_attempt[min(self.attempts, len(self.pages_per_attempt) - 1)]
+        self.attempts += 1
+        for page in range(pages):
+            yield [{"id": page}]
+        raise PanoplyException("upstream dropped the connection")
+
+
+async def test_a_source_failing_at_the_same_place_is_not_retried_forever(
+    panoply_queue: LocalQueue,
+) -> None:
+    source = RestartingSource({"type": "restarting"}, pages=[1])
+    async with panoply_queue.sdk() as conn:
+        from panoply_async import _pipeline
+
+        with pytest.raises(PanoplyException, match="dropped"):
+            await _pipeline.ingest(conn, source, backoff=0.001)
+    assert source.attempts == 3
+
+
+async def test_a_retry_that_gets_further_starts_the_count_again(
+    panoply_queue: LocalQueue,
+) -> None:
+    source = RestartingSource({"type": "restarting"}, pages=[1, 1, 2, 2, 3, 3, 3])
+    async with panoply_queue.sdk() as conn:
+        from panoply_async import _pipeline
+
+        with pytest.raises(PanoplyException, match="dropped"):
+            await _pipeline.ingest(conn, source, backoff=0.001)
+    # 1, 1 (count 2), 2 (further: count 1), 2 (2), 3 (further: 1), 3 (2), 3 (3: gives up)
+    assert source.attempts == 7
+
+
 class CountingSource(DataSource):
     """Pages of 50 records from ``state.next``; reports state after each page."""
 

@@ -356,11 +356,19 @@ async def ingest(
     ds.on("source-state", on_source_state)
 
     async def read_all() -> None:
+        # A retry calls read() again. A pass that gets further than every earlier
+        # failed pass is progress and starts the count again; one that does not
+        # (a source that restarts from its first batch and fails at the same
+        # place) counts, so such a source cannot be retried forever.
         attempt = 0
+        furthest = 0
         while True:
+            batches = 0
             try:
                 async for batch in _batches(ds, batch_size):
-                    attempt = 0
+                    batches += 1
+                    if batches > furthest:
+                        furthest, attempt = batches, 0
                     await write_batch(batch)
                 return
             except (RecordError, RuntimeError):
@@ -438,7 +446,7 @@ async def ingest(
         raise
     finally:
         with anyio.CancelScope(shield=True):
-            await _close(ds)
+            await _close(ds, conn.config.shutdown_timeout)
         result.tables = dict(tables)
         result.elapsed = time.monotonic() - started
         result.delivered = (
