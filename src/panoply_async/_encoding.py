@@ -317,9 +317,17 @@ def _number(text: str) -> float | decimal.Decimal:
     if len(text) < 16 and "e" not in text and "E" not in text:
         return float(text)
     value = float(text)
-    if math.isfinite(value) and decimal.Decimal(repr(value)) == decimal.Decimal(text):
+    # Writers that print a float's shortest form (Python, orjson) give back repr()'s
+    # text itself: the usual case of a long float, settled without Decimal.
+    if repr(value) == text or (
+        math.isfinite(value) and decimal.Decimal(repr(value)) == decimal.Decimal(text)
+    ):
         return value
     return decimal.Decimal(text)
+
+
+# One decoder: json.loads() with a keyword argument would build a new one per line.
+_DECODER = json.JSONDecoder(parse_float=_number)
 
 
 def decode_body(body: str | bytes) -> list[dict[str, Any]]:
@@ -342,7 +350,7 @@ def decode_body(body: str | bytes) -> list[dict[str, Any]]:
         try:
             # The standard decoder, as Panoply's consumer would: it keeps integers
             # beyond 64 bits exact, where orjson would turn them into floats.
-            record = json.loads(line, parse_float=_number)
+            record = _DECODER.decode(line)
         except ValueError as exc:
             raise DecodeError(
                 f"line {number} of the message body is not valid JSON: {exc}"
