@@ -374,3 +374,45 @@ def test_no_import_cycle_at_module_level() -> None:
 
     cycles = [cycle for name in graph if (cycle := cycle_from(name))]
     assert cycles == []
+
+
+def _hierarchy() -> str:
+    """The tree of ``errors.__all__``'s exceptions as docs/reference.md draws it."""
+    classes = set(_listed_exceptions().values())
+
+    def parent(cls: type) -> type | None:
+        return next((base for base in cls.__mro__[1:] if base in classes), None)
+
+    def label(cls: type) -> str:
+        above = parent(cls)
+        builtin = [
+            base.__name__
+            for base in cls.__bases__
+            if base not in classes and (above is None or not issubclass(above, base))
+        ]
+        return cls.__name__ + (f" ({', '.join(builtin)})" if builtin else "")
+
+    children: dict[type | None, list[type]] = {}
+    for cls in classes:
+        children.setdefault(parent(cls), []).append(cls)
+    lines: list[str] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        kids = sorted(children.get(cls, []), key=lambda k: k.__name__)
+        for i, kid in enumerate(kids):
+            last = i == len(kids) - 1
+            lines.append(prefix + ("└── " if last else "├── ") + label(kid))
+            walk(kid, prefix + ("    " if last else "│   "))
+
+    for root in sorted(children[None], key=lambda k: k.__name__):
+        lines.append(label(root))
+        walk(root, "")
+    return "\n".join(lines) + "\n"
+
+
+def test_reference_draws_the_hierarchy_as_it_is() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "reference.md").read_text("utf-8")
+    errors_section = text.split("\n## Errors\n", 1)[1]
+    drawn = errors_section.split("```text\n", 1)[1].split("```", 1)[0]
+    expected = _hierarchy()
+    assert drawn == expected, f"docs/reference.md should draw:\n{expected}"
