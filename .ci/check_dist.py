@@ -82,7 +82,7 @@ def check_sdist(sdist: Path, expected_version: str) -> list[str]:
         "pyproject.toml",
         "noxfile.py",
         "tests/data/wire-vectors.json",
-        *package_files(),
+        *(f"src/{name}" for name in package_files()),
     }
     missing = sorted(needed - names)
     problems = [f"sdist lacks {missing}"] if missing else []
