@@ -5,6 +5,7 @@ import datetime
 import decimal
 import enum
 import json
+import sys
 import uuid
 from collections import OrderedDict
 from types import MappingProxyType
@@ -298,3 +299,27 @@ async def test_item8_write_paths_raise_record_error(vector_credentials: tuple[st
         assert conn.stats.records_rejected == 4
     bodies = [r for body in transport.bodies for r in decode_body(body)]
     assert bodies == [{"id": 0, "__table": "t"}, {"n": 2**70, "__table": "t"}]
+
+
+def test_item8_deep_record_with_little_stack_left_raises_record_error() -> None:
+    # A caller already deep in its own recursion: the encoder must not leak RecursionError.
+    def at_depth(levels: int) -> None:
+        if levels:
+            at_depth(levels - 1)
+            return
+        with pytest.raises(RecordError, match="nested 200 levels"):
+            encode_record("t", record)
+
+    # The int beyond 64 bits makes orjson refuse it, so the normaliser walks it.
+    record = nested(200)
+    inner = record
+    while inner:
+        inner = inner["a"]
+    inner["n"] = 2**70
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(400)
+    try:
+        at_depth(150)
+    finally:
+        sys.setrecursionlimit(limit)

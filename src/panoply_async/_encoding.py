@@ -292,7 +292,15 @@ class Encoder:
         return tail
 
     def _encode_slow(self, table: str, data: dict[str, Any]) -> bytes:
-        normalised = _Normaliser(table, data).mapping(data, [])
+        try:
+            normalised = _Normaliser(table, data).mapping(data, [])
+        except RecursionError:
+            # Within MAX_DEPTH, but called with little of the stack left.
+            raise RecordError(
+                f"write({table!r}): the record is nested {_nesting(data)} levels deep, "
+                "more than the stack left at this call can walk",
+                table=table,
+            ) from None
         try:
             return orjson.dumps(normalised, default=default)
         except TypeError as exc:  # pragma: no cover - the normaliser names every known case
