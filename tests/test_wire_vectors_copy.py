@@ -10,7 +10,8 @@ import pytest
 
 from conftest import VECTORS
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "wire-vectors.json"  # identical-copy check only
+BESIDE_CHECKOUT = Path(__file__).resolve().parents[2]
+REFERENCE = BESIDE_CHECKOUT / "shared" / "wire-vectors.json"  # identical-copy check only
 
 
 def test_vendored_vectors_are_identical_to_the_reference() -> None:
