@@ -46,10 +46,12 @@ def _pyenv_root() -> Path:
 
 
 def _reports(executable: str, version: str) -> bool:
-    """Whether ``executable`` runs and is Python ``version``."""
+    """Whether ``executable`` runs, is Python ``version`` and is not a virtualenv's
+    (an activated .venv's python3.X comes first on PATH)."""
+    probe = "import sys; print('%d.%d' % sys.version_info[:2], sys.prefix != sys.base_prefix)"
     try:
         done = subprocess.run(
-            [executable, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            [executable, "-c", probe],
             capture_output=True,
             text=True,
             check=False,
@@ -58,7 +60,7 @@ def _reports(executable: str, version: str) -> bool:
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return done.returncode == 0 and done.stdout.strip() == version
+    return done.returncode == 0 and done.stdout.split() == [version, "False"]
 
 
 def _candidates(version: str, pyenv_versions: Path) -> list[str]:
@@ -70,9 +72,10 @@ def _candidates(version: str, pyenv_versions: Path) -> list[str]:
             if match:
                 found.append((int(match.group(1)), str(entry / "bin" / f"python{version}")))
     candidates = [path for _, path in sorted(found, reverse=True)]
-    on_path = shutil.which(f"python{version}")
-    if on_path:
-        candidates.append(on_path)
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        on_path = shutil.which(f"python{version}", path=directory) if directory else None
+        if on_path and on_path not in candidates:
+            candidates.append(on_path)
     return candidates
 
 
