@@ -70,10 +70,10 @@ __all__ = [
     "wrap_errors",
 ]
 
-# Exceptions defined next to the code that raises them, by the module holding
-# each. They are imported on first access (PEP 562) because those modules import
-# this one, directly or through ``datasource``: importing them here at load time
-# would make the import order matter.
+# Exceptions defined next to the code that raises them: name -> module. They are
+# imported on first access (PEP 562), not at load time: ``_contract`` imports
+# ``datasource``, which imports this module, so a load-time import here would make
+# the import order matter (and so would any of the others that comes to import it).
 _DEFINED_ELSEWHERE = {
     "ConnectorError": "._contract",
     "ScaffoldError": "._scaffold",
@@ -94,6 +94,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_DEFINED_ELSEWHERE})
+
 
 #: The legacy platform's error codes, by code.
 ERROR_CODES: dict[int, str] = {
