@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench bench-quick docs clean
+.PHONY: demo test lint typecheck pytest bench bench-quick docs clean test-matrix dist release-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ demo: $(VENV)/.installed-local
 	$(BIN)/python -m panoply_async demo
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests $(wildcard examples benchmarks)
+	$(BIN)/ruff check src tests $(wildcard examples benchmarks) noxfile.py .ci
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict src
@@ -48,5 +48,26 @@ bench-quick: $(VENV)/.installed-dev
 
 test: lint typecheck pytest docs bench-quick
 
+# The test suite (pytest only) on every supported Python installed here: pyenv's versions
+# or python3.X on PATH, each in a fresh virtualenv under .nox/ (see noxfile.py). Versions
+# that are not installed are listed and skipped. PYTHONS="3.10 3.12" runs only those.
+test-matrix: $(VENV)/.installed-dev
+	$(BIN)/nox --sessions tests $(if $(strip $(PYTHONS)),--python $(PYTHONS))
+
+# The sdist and the wheel as a release builds them (the wheel from the sdist), checked.
+dist: $(VENV)/.installed-dev
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python .ci/check_dist.py dist
+
+# The wheel installed into a clean virtualenv (not editable, with the local extra), run
+# from outside the source tree: an import smoke test, then the demo.
+release-check: dist
+	rm -rf .smoke
+	$(PYTHON) -m venv .smoke/venv
+	.smoke/venv/bin/python -m pip install --quiet "$$(ls dist/*.whl)[local]"
+	cd .smoke && venv/bin/python -I ../.ci/smoke.py
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site .nox dist .smoke

@@ -94,3 +94,25 @@ def test_repr_hides_the_secret(vector_credentials: tuple[str, str]) -> None:
 def test_bad_options_refused(vector_credentials: tuple[str, str], option: str, value: Any) -> None:
     with pytest.raises(ConfigurationError, match=option):
         SDK(*vector_credentials, **{option: value})
+
+
+# Issue 14 item 12: such keys were accepted, and the queue derived from them was wrong.
+@pytest.mark.parametrize(
+    ("apikey", "words"),
+    [
+        ("mykey", "no '/'"),
+        (" acme/r1abc", "whitespace"),
+        ("acme/r1abc\n", "whitespace"),
+        (b"acme/r1abc\t", "whitespace"),
+    ],
+)
+def test_item12_malformed_api_keys_refused(
+    vector_credentials: tuple[str, str], apikey: str | bytes, words: str
+) -> None:
+    apisecret = vector_credentials[1]
+    with pytest.raises(CredentialsError, match=words) as info:
+        SDK(apikey, apisecret)
+    assert apisecret not in str(info.value)
+    assert apisecret not in repr(info.value)
+    with pytest.raises(CredentialsError, match=words):
+        parse_credentials(apikey, apisecret)

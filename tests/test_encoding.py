@@ -5,6 +5,7 @@ import datetime
 import decimal
 import enum
 import json
+import sys
 import uuid
 from collections import OrderedDict
 from types import MappingProxyType
@@ -15,7 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from panoply_async import (
+    SDK,
     DecodeError,
+    MemoryTransport,
     RecordError,
     RecordTooLargeError,
     RecordTypeError,
@@ -212,3 +215,111 @@ def utf8_tree(value: Any) -> bool:
     if isinstance(value, dict):
         return all(is_utf8(k) and utf8_tree(v) for k, v in value.items())
     return True
+
+
+# Issue 14 item 5: decode_body() lost the digits a float cannot hold.
+def test_item5_decode_keeps_every_digit() -> None:
+    body = '{"n": 12345678901234567890.123456789, "__table": "t"}\n'
+    (record,) = decode_body(body)
+    assert record["n"] == decimal.Decimal("12345678901234567890.123456789")
+    assert str(record["n"]) == "12345678901234567890.123456789"
+    # What the encoder writes from a Decimal comes back digit for digit.
+    exact = decimal.Decimal("0.1000000000000000000000000001")
+    assert decode_body(encode_record("t", {"d": exact}))[0]["d"] == exact
+    # Beyond the float's range in either direction: no inf, no silent zero.
+    big, tiny = decode_body('{"a": 1e400, "b": -2.5E-400}\n')[0].values()
+    assert big == decimal.Decimal("1e400")
+    assert tiny == decimal.Decimal("-2.5e-400")
+
+
+def test_item5_numbers_a_float_holds_stay_floats() -> None:
+    values = [1.5, -0.0, 0.1, 1e16, 0.30000000000000004, 5e-324, 1.7976931348623157e308]
+    (record,) = decode_body(encode_record("t", {"v": values}))
+    assert record["v"] == values
+    assert all(type(v) is float for v in record["v"])
+    assert decode_body('{"a": 1.10, "b": 2E3}\n') == [{"a": 1.1, "b": 2000.0}]
+
+
+# Issue 14 item 8: edge values raised a bare ValueError or RecursionError.
+def test_item8_huge_int_refused_with_record_error() -> None:
+    # Within the interpreter's int <-> text limit, an int of any size stays exact.
+    near = 10**4000 + 7
+    assert decode_body(encode_record("t", {"n": near}))[0]["n"] == near
+    with pytest.raises(RecordError, match=r"about 5001 digits") as info:
+        encode_record("t", {"n": [1, -(10**5000)]})
+    assert info.value.path == '["n"][1]'
+    assert not isinstance(info.value, TypeError)
+
+
+def nested(depth: int) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    inner = record
+    for _ in range(depth - 1):
+        inner["a"] = {}
+        inner = inner["a"]
+    return record
+
+
+def test_item8_deep_nesting_refused_naming_the_depth() -> None:
+    with pytest.raises(RecordError, match=r"nested 3000 levels deep; at most 254") as info:
+        encode_record("t", nested(3000))
+    assert info.value.path.startswith('["a"]["a"]')
+    assert len(str(info.value)) < 400
+    # The deepest record that can be sent, and one level more.
+    assert decode_body(encode_record("t", nested(254)))[0] == {**nested(254), "__table": "t"}
+    with pytest.raises(RecordError, match="nested 255 levels"):
+        encode_record("t", nested(255))
+    items: list[Any] = []
+    for _ in range(300):
+        items = [items]
+    # The record, then 301 lists.
+    with pytest.raises(RecordError, match="nested 302 levels"):
+        encode_record("t", {"items": items})
+
+
+def test_item8_a_record_containing_itself_is_refused() -> None:
+    record: dict[str, Any] = {"id": 1}
+    record["self"] = [record]
+    with pytest.raises(RecordError, match="contains itself"):
+        encode_record("t", record)
+
+
+async def test_item8_write_paths_raise_record_error(vector_credentials: tuple[str, str]) -> None:
+    # write() and write_many() try orjson first, which refuses both values with a
+    # TypeError; the general encoder must then name the real problem.
+    transport = MemoryTransport()
+    async with SDK(*vector_credentials, transport=transport) as conn:
+        await conn.write("t", {"id": 0})  # the table is known: write() takes its fast path
+        for bad in ({"n": 10**5000}, nested(3000)):
+            with pytest.raises(RecordError):
+                await conn.write("t", bad)
+            with pytest.raises(RecordError):
+                await conn.write_many("t", [{"id": 1}, bad])
+        await conn.write("t", {"n": 2**70})
+        assert conn.stats.records_rejected == 4
+    bodies = [r for body in transport.bodies for r in decode_body(body)]
+    assert bodies == [{"id": 0, "__table": "t"}, {"n": 2**70, "__table": "t"}]
+
+
+def test_item8_deep_record_with_little_stack_left_raises_record_error() -> None:
+    # A caller already deep in its own recursion: the encoder must not leak RecursionError.
+    def at_depth(levels: int) -> None:
+        if levels:
+            at_depth(levels - 1)
+            return
+        with pytest.raises(RecordError, match="nested 200 levels"):
+            encode_record("t", record)
+
+    # The int beyond 64 bits makes orjson refuse it, so the normaliser walks it.
+    record = nested(200)
+    inner = record
+    while inner:
+        inner = inner["a"]
+    inner["n"] = 2**70
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(400)
+    try:
+        at_depth(150)
+    finally:
+        sys.setrecursionlimit(limit)

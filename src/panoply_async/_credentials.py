@@ -63,9 +63,15 @@ def parse_credentials(apikey: str | bytes, apisecret: str | bytes) -> Credential
 
     Raises :class:`CredentialsError` (a ``ValueError``) naming what is wrong.
     """
-    key = _text(apikey, "api key").strip()
-    if not key:
+    key = _text(apikey, "api key")
+    if not key.strip():
         raise CredentialsError("api key is empty")
+    if key != key.strip():
+        # Stripping silently would send a key that differs from the one given;
+        # a stray space or newline usually means the key was pasted or read wrongly.
+        raise CredentialsError("api key has leading or trailing whitespace")
+    if "/" not in key:
+        raise CredentialsError("api key has no '/' (expected 'ACCOUNT/KEY')")
     account = key.split("/", 1)[0]
     if not account:
         raise CredentialsError("api key has an empty account part (expected 'ACCOUNT/...')")

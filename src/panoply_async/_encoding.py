@@ -11,7 +11,8 @@ import dataclasses
 import decimal
 import enum
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -34,6 +35,10 @@ _NONCHARACTER_ESCAPES = ((b"\xef\xbf\xbe", b"\\ufffe"), (b"\xef\xbf\xbf", b"\\uf
 
 _INT64_MIN = -(2**63)
 _UINT64_MAX = 2**64 - 1
+
+#: The deepest nesting of objects and arrays a record may have, the record itself
+#: counting as one level: orjson (3.10 and later) refuses to write anything deeper.
+MAX_DEPTH = 254
 
 
 def default(value: Any) -> Any:
@@ -69,8 +74,10 @@ def _describe(path: list[str]) -> str:
 class _Normaliser:
     """Slow path: rebuilds a record that orjson refused, or names why it cannot be sent."""
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, table: str, root: object = None) -> None:
         self.table = table
+        #: the record being normalised, measured when it nests too deep
+        self.root = root
 
     def fail(self, path: list[str], message: str, *, type_error: bool = True) -> RecordError:
         cls = RecordTypeError if type_error else RecordError
@@ -86,7 +93,18 @@ class _Normaliser:
         if isinstance(value, int):
             if _INT64_MIN <= value <= _UINT64_MAX:
                 return value
-            return orjson.Fragment(str(int(value)).encode())
+            try:
+                digits = str(int(value))
+            except ValueError:
+                # Beyond sys.get_int_max_str_digits() (4,300 by default) the
+                # interpreter refuses int -> text, and so would any Python reader.
+                raise self.fail(
+                    path,
+                    f"integer of about {_digit_count(value)} digits exceeds this interpreter's "
+                    "limit for integer-to-text conversion (sys.get_int_max_str_digits())",
+                    type_error=False,
+                ) from None
+            return orjson.Fragment(digits.encode())
         if isinstance(value, enum.Enum):
             return self.value(value.value, path)
         if isinstance(value, decimal.Decimal):
@@ -99,6 +117,7 @@ class _Normaliser:
         if isinstance(value, Mapping):
             return self.mapping(value, path)
         if isinstance(value, (list, tuple, set, frozenset)):
+            self.check_depth(path)
             return [self.value(item, [*path, f"[{i}]"]) for i, item in enumerate(value)]
         try:
             orjson.dumps(value, default=default)
@@ -109,6 +128,7 @@ class _Normaliser:
         return value
 
     def mapping(self, value: Mapping[Any, Any], path: list[str]) -> dict[str, Any]:
+        self.check_depth(path)
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
@@ -118,6 +138,29 @@ class _Normaliser:
             self.check_text(key, [*path, f"[{_json_key_safe(key)}]"])
             out[key] = self.value(item, [*path, f"[{_json_key(key)}]"])
         return out
+
+    def check_depth(self, path: list[str]) -> None:
+        """Refuse a container below ``MAX_DEPTH`` levels, naming how deep the record goes.
+
+        The path holds one entry per level above the container, so this costs nothing
+        for ordinary records and bounds the recursion for deep or self-containing ones.
+        """
+        if len(path) < MAX_DEPTH:
+            return
+        depth = _nesting(self.root)
+        what = (
+            "contains itself (a reference cycle)"
+            if depth is None
+            else f"is nested {depth} levels deep"
+        )
+        where = _describe(path)
+        shown = where if len(path) <= 6 else "".join([*path[:3], "...", *path[-2:]])
+        raise RecordError(
+            f"write({self.table!r}): the record {what}; at most {MAX_DEPTH} levels of "
+            f"objects and arrays can be sent (level {MAX_DEPTH + 1} at {shown})",
+            table=self.table,
+            path=where,
+        )
 
     def check_text(self, text: str, path: list[str]) -> None:
         try:
@@ -129,6 +172,53 @@ class _Normaliser:
                 "which cannot be encoded as UTF-8",
                 type_error=False,
             ) from None
+
+
+def _digit_count(value: int) -> int:
+    """Decimal digits of ``value`` (give or take one), without converting it to text."""
+    return int(math.log10(abs(value))) + 1 if value else 1
+
+
+def _children(value: object) -> Iterable[object] | None:
+    """The items of a container the encoder writes as an object or array, else None."""
+    if isinstance(value, (str, bytes, bytearray)):
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [getattr(value, f.name) for f in dataclasses.fields(value)]
+    if isinstance(value, Mapping):
+        return value.values()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return value
+    return None
+
+
+def _nesting(root: object) -> int | None:
+    """How many levels of containers ``root`` nests, or None if it contains itself.
+
+    Iterative, so that measuring a record deeper than the recursion limit works.
+    """
+    items = _children(root)
+    if items is None:
+        return 0
+    deepest = 1
+    on_path = {id(root)}
+    stack: list[tuple[int, Iterator[object]]] = [(id(root), iter(items))]
+    while stack:
+        ident, children = stack[-1]
+        for child in children:
+            grandchildren = _children(child)
+            if grandchildren is None:
+                continue
+            if id(child) in on_path:
+                return None
+            on_path.add(id(child))
+            stack.append((id(child), iter(grandchildren)))
+            deepest = max(deepest, len(stack))
+            break
+        else:
+            stack.pop()
+            on_path.discard(ident)
+    return deepest
 
 
 def _json_key_safe(key: str) -> str:
@@ -202,7 +292,15 @@ class Encoder:
         return tail
 
     def _encode_slow(self, table: str, data: dict[str, Any]) -> bytes:
-        normalised = _Normaliser(table).mapping(data, [])
+        try:
+            normalised = _Normaliser(table, data).mapping(data, [])
+        except RecursionError:
+            # Within MAX_DEPTH, but called with little of the stack left.
+            raise RecordError(
+                f"write({table!r}): the record is nested {_nesting(data)} levels deep, "
+                "more than the stack left at this call can walk",
+                table=table,
+            ) from None
         try:
             return orjson.dumps(normalised, default=default)
         except TypeError as exc:  # pragma: no cover - the normaliser names every known case
@@ -219,6 +317,27 @@ def encode_record(table: str, data: Mapping[str, Any]) -> bytes:
     return _UNBOUNDED.encode(table, data)
 
 
+def _number(text: str) -> float | decimal.Decimal:
+    """A JSON number with a fraction or exponent: a float when one holds it exactly,
+    else a ``Decimal`` with every digit (as the encoder wrote it from a ``Decimal``)."""
+    # Fewer than 16 characters and no exponent: at most 15 significant digits within
+    # the float's normal range, which a float always gives back digit for digit.
+    if len(text) < 16 and "e" not in text and "E" not in text:
+        return float(text)
+    value = float(text)
+    # Writers that print a float's shortest form (Python, orjson) give back repr()'s
+    # text itself: the usual case of a long float, settled without Decimal.
+    if repr(value) == text or (
+        math.isfinite(value) and decimal.Decimal(repr(value)) == decimal.Decimal(text)
+    ):
+        return value
+    return decimal.Decimal(text)
+
+
+# One decoder: json.loads() with a keyword argument would build a new one per line.
+_DECODER = json.JSONDecoder(parse_float=_number)
+
+
 def decode_body(body: str | bytes) -> list[dict[str, Any]]:
     """Turn an SQS message body into its records.
 
@@ -226,6 +345,9 @@ def decode_body(body: str | bytes) -> list[dict[str, Any]]:
     object per line, blank lines (the Python SDK's separators) skipped. Each
     record keeps its ``"__table"`` key. Only ``"\\n"`` separates lines: other
     Unicode line breaks may legally appear raw inside JSON strings.
+    Numbers lose nothing: integers stay exact, and a number with a fraction or
+    exponent that a float cannot hold digit for digit (such as
+    ``12345678901234567890.123456789``, or ``1e400``) becomes a ``decimal.Decimal``.
     Raises :class:`DecodeError` naming the first bad line.
     """
     text = body if isinstance(body, str) else bytes(body).decode("utf-8")
@@ -236,10 +358,14 @@ def decode_body(body: str | bytes) -> list[dict[str, Any]]:
         try:
             # The standard decoder, as Panoply's consumer would: it keeps integers
             # beyond 64 bits exact, where orjson would turn them into floats.
-            record = json.loads(line)
+            record = _DECODER.decode(line)
         except ValueError as exc:
             raise DecodeError(
                 f"line {number} of the message body is not valid JSON: {exc}"
+            ) from None
+        except RecursionError:
+            raise DecodeError(
+                f"line {number} of the message body nests too deeply to decode"
             ) from None
         if not isinstance(record, dict):
             raise DecodeError(

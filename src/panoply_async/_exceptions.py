@@ -1,8 +1,9 @@
 """Exception types raised by the streaming core.
 
-Every error the SDK raises derives from :class:`PanoplyError`. Errors caused by
-bad input also derive from the built-in ``ValueError`` or ``TypeError`` so that
-generic handlers keep working. No message ever contains the api secret.
+Every error the package raises derives from :class:`PanoplyError`; users import
+them all from :mod:`panoply_async.errors`. Errors caused by bad input also derive
+from the built-in ``ValueError`` or ``TypeError`` so that generic handlers keep
+working. No message ever contains the api secret.
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ say whether the platform (or :meth:`SDK.ingest`) should try again.
 a :class:`DataSourceException` carrying a code from :data:`ERROR_CODES`, using
 the codes registered on exception classes with ``set_internal_code``.
 
-The SDK's own errors (:class:`PanoplyError` and its subclasses) are re-exported
-here so that ``panoply_async.errors`` is the one place to import exceptions from.
+This module is the one place to import every exception of the package from:
+the SDK's own errors (from ``_exceptions``), the connector errors defined
+here, and those defined next to the code that raises them (``ConnectorError``,
+``SendError``, ``ScaffoldError``, ``SSHTunnelConfigError``, ``SSHTunnelError``).
+All derive from :class:`PanoplyError`; docs/reference.md draws the tree.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import contextlib
 import datetime
 import enum
 import functools
+import importlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import (
     ConfigurationError,
@@ -31,10 +35,17 @@ from ._exceptions import (
     RecordTypeError,
 )
 
+if TYPE_CHECKING:
+    from ._contract import ConnectorError
+    from ._scaffold import ScaffoldError
+    from ._transport import SendError
+    from .ssh import SSHTunnelConfigError, SSHTunnelError
+
 __all__ = [
     "ERROR_CODES",
     "BackgroundTimeoutError",
     "ConfigurationError",
+    "ConnectorError",
     "CredentialsError",
     "DataSourceException",
     "DecodeError",
@@ -47,6 +58,10 @@ __all__ = [
     "RecordError",
     "RecordTooLargeError",
     "RecordTypeError",
+    "SSHTunnelConfigError",
+    "SSHTunnelError",
+    "ScaffoldError",
+    "SendError",
     "TokenValidationException",
     "WrongTypeOrValueError",
     "code_for",
@@ -54,6 +69,32 @@ __all__ = [
     "set_internal_code",
     "wrap_errors",
 ]
+
+# Exceptions defined next to the code that raises them: name -> module. They are
+# imported on first access (PEP 562), not at load time: ``_contract`` imports
+# ``datasource``, which imports this module, so a load-time import here would make
+# the import order matter (and so would any of the others that comes to import it).
+_DEFINED_ELSEWHERE = {
+    "ConnectorError": "._contract",
+    "ScaffoldError": "._scaffold",
+    "SendError": "._transport",
+    "SSHTunnelConfigError": ".ssh",
+    "SSHTunnelError": ".ssh",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _DEFINED_ELSEWHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __package__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_DEFINED_ELSEWHERE})
+
 
 #: The legacy platform's error codes, by code.
 ERROR_CODES: dict[int, str] = {
