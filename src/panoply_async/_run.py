@@ -21,6 +21,7 @@ import orjson
 from rich.console import Console
 
 from ._encoding import decode_body
+from ._exceptions import PanoplyError
 from ._interrupt import Stopper
 from ._progress import RunDisplay
 from ._sdk import SDK
@@ -112,7 +113,7 @@ def param_options(config: Mapping[str, Any]) -> list[click.Option]:
     return options
 
 
-class StateFileError(ValueError):
+class StateFileError(PanoplyError, ValueError):
     """A ``--state-file`` that cannot be used: it is left as it is."""
 
 

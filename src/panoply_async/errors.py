@@ -38,6 +38,7 @@ from ._exceptions import (
 if TYPE_CHECKING:
     from ._contract import ConnectorError
     from ._scaffold import ScaffoldError
+    from ._run import StateFileError
     from ._transport import SendError
     from .ssh import SSHTunnelConfigError, SSHTunnelError
 
@@ -62,6 +63,7 @@ __all__ = [
     "SSHTunnelError",
     "ScaffoldError",
     "SendError",
+    "StateFileError",
     "TokenValidationException",
     "WrongTypeOrValueError",
     "code_for",
@@ -78,6 +80,7 @@ _DEFINED_ELSEWHERE = {
     "ConnectorError": "._contract",
     "ScaffoldError": "._scaffold",
     "SendError": "._transport",
+    "StateFileError": "._run",
     "SSHTunnelConfigError": ".ssh",
     "SSHTunnelError": ".ssh",
 }
