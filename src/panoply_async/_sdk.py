@@ -39,6 +39,7 @@ from ._redact import redactor
 from ._spool import SpoolFile, read_spool, rewrite_spool, spool_files
 from ._transport import Message, SendError, SQSTransport, Transport
 from ._version import __version__
+from ._wal_journal import WalJournal
 
 if TYPE_CHECKING:
     from ._pipeline import IngestResult
@@ -70,6 +71,8 @@ class SDKConfig:
     shutdown_timeout: float = 30.0
     spool_dir: str | os.PathLike[str] | None = None
     sign: bool = False
+    wal_dir: str | os.PathLike[str] | None = None
+    max_wal_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         def positive(name: str, value: object, *, integer: bool = False) -> None:
@@ -92,6 +95,14 @@ class SDKConfig:
         positive("backoff_max", self.backoff_max)
         positive("request_timeout", self.request_timeout)
         positive("shutdown_timeout", self.shutdown_timeout)
+        positive("max_wal_bytes", self.max_wal_bytes, integer=True)
+        if self.max_wal_bytes < 4 * self.max_message_bytes:
+            raise ConfigurationError(
+                "max_wal_bytes must be at least four times max_message_bytes "
+                f"({4 * self.max_message_bytes}), got {self.max_wal_bytes}"
+            )
+        if self.wal_dir is not None and not isinstance(self.wal_dir, (str, os.PathLike)):
+            raise ConfigurationError("wal_dir must be a path")
         if self.max_message_bytes < 1024:
             raise ConfigurationError("max_message_bytes must be at least 1024")
         if self.max_buffer_bytes < 2 * self.max_message_bytes:
@@ -127,6 +138,7 @@ class Stats:
         "records_delivered",
         "records_failed",
         "records_pending",
+        "records_recovered",
         "records_rejected",
         "records_replayed",
         "records_spooled",
@@ -143,6 +155,8 @@ class Stats:
         self.records_pending = 0
         self.records_rejected = 0
         self.records_replayed = 0
+        #: records a previous process left in the write-ahead log, sent again
+        self.records_recovered = 0
         self.messages_sent = 0
         self.messages_spooled = 0
         self.messages_failed = 0
@@ -245,6 +259,8 @@ class SDK:
         spool_dir: str | os.PathLike[str] | None = None,
         sign: bool = False,
         transport: Transport | None = None,
+        wal_dir: str | os.PathLike[str] | None = None,
+        max_wal_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._credentials: Credentials = parse_credentials(apikey, apisecret)
         self._config = SDKConfig(
@@ -261,6 +277,8 @@ class SDK:
             shutdown_timeout=shutdown_timeout,
             spool_dir=spool_dir,
             sign=sign,
+            wal_dir=wal_dir,
+            max_wal_bytes=max_wal_bytes,
         )
         if transport is not None and not isinstance(transport, Transport):
             raise ConfigurationError("transport must implement open(), send() and aclose()")
@@ -291,6 +309,15 @@ class SDK:
         self._line_limit = body_limit
         self._max_buffer = max_buffer_bytes
         self._packer = Packer(body_limit)
+        self._journal: WalJournal | None = None
+        if wal_dir is not None:
+            self._journal = WalJournal(
+                wal_dir,
+                queue_name=self._queue_url.rsplit("/", 1)[-1],
+                body_limit=body_limit,
+                max_wal_bytes=max_wal_bytes,
+            )
+            self._packer = self._journal.packer
         self._spool = (
             SpoolFile(spool_dir, self._credentials.account) if spool_dir is not None else None
         )
@@ -377,12 +404,22 @@ class SDK:
         if self._state is not _NEW:
             raise RuntimeError("an SDK instance can be entered only once; create a new one")
         self._create_events()
+        journal = self._journal
+        if journal is not None:
+            try:
+                await journal.open(self._undelivered)
+            except BaseException:
+                self._state = _CLOSED
+                raise
         redactor.add(self._credentials.apisecret)
         try:
             await self._transport.open()
         except BaseException:
             redactor.remove(self._credentials.apisecret)
             self._state = _CLOSED
+            if journal is not None:
+                with anyio.CancelScope(shield=True):
+                    await journal.aclose()
             raise
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -393,6 +430,20 @@ class SDK:
             task_group.start_soon(self._sender)
         task_group.start_soon(self._timer)
         self._state = _OPEN
+        if journal is not None:
+            task_group.start_soon(journal.run_syncer)
+            try:
+                await journal.resend(
+                    self._enqueue_recovered,
+                    self._watermark.wait_through,
+                    lambda: self._buffered,
+                    self._max_buffer,
+                    self._stats,
+                    self._events,
+                )
+            except BaseException:
+                await self._shutdown()
+                raise
         return self
 
     async def __aexit__(
@@ -530,6 +581,17 @@ class SDK:
         self._close_open_message("flush")
         await self._watermark.wait_through(self._next_seq - 1)
 
+    async def sync(self) -> None:
+        """Return once every record accepted so far is on stable storage (``wal_dir``).
+
+        Without ``wal_dir`` there is nothing to sync and this returns at once.
+        Raises :class:`WALError` when the operating system reports a failed sync.
+        """
+        if self._state is not _OPEN:
+            raise self._not_open("sync")
+        if self._journal is not None:
+            await self._journal.sync()
+
     async def replay(self, path: str | os.PathLike[str]) -> ReplayResult:
         """Resend spooled messages from a spool file or directory to this SDK's queue.
 
@@ -624,7 +686,7 @@ class SDK:
         """
         yielded = False
         while True:
-            if self._buffered + size > self._max_buffer:
+            if self._buffered + size > self._max_buffer or self._wal_full():
                 await self._wait_for_room(size)
                 continue
             if not yielded and self._packer.closes(size):
@@ -654,8 +716,19 @@ class SDK:
         if packer.full():
             self._close_open_message("full")
 
+    def _wal_full(self) -> bool:
+        # Only a write-ahead log's packer has no room while empty (max_wal_bytes).
+        return self._packer.room < 0 and not self._packer.records
+
+    def _enqueue_recovered(self, body: bytes, records: int) -> int:
+        self._buffered += len(body)
+        self._stats.records_accepted += records
+        self._stats.records_pending += records
+        self._enqueue(body, records, "recover")
+        return self._next_seq - 1
+
     async def _wait_for_room(self, size: int) -> None:
-        while self._buffered + size > self._max_buffer:
+        while self._buffered + size > self._max_buffer or self._wal_full():
             if self._state is not _OPEN:
                 raise self._not_open("write")
             await self._room_event.wait()
@@ -679,6 +752,8 @@ class SDK:
             reason=reason,
         )
         self._next_seq += 1
+        if self._journal is not None:
+            self._journal.closed(message)
         self._unfinished[message.seq] = message
         self._ready.append(message)
         self._ready_event.set()
@@ -691,6 +766,8 @@ class SDK:
             self._buffered -= len(message.body)
             self._stats.records_pending -= message.records
             self._watermark.finish(message.seq, delivered)
+        if self._journal is not None:
+            self._journal.finished(messages, delivered)
         self._room_event.set()
         self._room_event = anyio.Event()
 
@@ -1025,3 +1102,5 @@ class SDK:
                     await self._transport.aclose()
                 finally:
                     redactor.remove(self._credentials.apisecret)
+                    if self._journal is not None:
+                        await self._journal.aclose()

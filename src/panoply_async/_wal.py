@@ -29,6 +29,7 @@ from pathlib import Path
 from ._exceptions import PanoplyError
 from ._wal_format import (
     DELIVERED,
+    FAILED,
     FRAME_HEADER,
     FRAME_HEADER_SIZE,
     FRAME_ID,
@@ -54,6 +55,7 @@ from ._wal_packer import WalPacker
 
 __all__ = [
     "DELIVERED",
+    "FAILED",
     "SPOOLED",
     "DroppedRange",
     "RecoveredFrame",
@@ -91,7 +93,10 @@ class _Segment:
         self.mm: mmap.mmap | None = None
         self.words: memoryview | None = None
         self.pos = SEG_HEADER_SIZE
+        #: frames in this process's delivery queue or in flight
         self.pending: set[int] = set()
+        #: frames this process gave up on without spooling: kept for the next start
+        self.kept = 0
         self.active = False
         self.dirty = False
 
@@ -174,6 +179,12 @@ class WriteAheadLog:
         """Disk space held by segments not yet retired."""
         return sum(s.size for s in self._segments.values())
 
+    @property
+    def busy_bytes(self) -> int:
+        """Disk space of segments still written or holding unfinished frames: what
+        ``max_bytes`` bounds (frames given up on without a spool do not count)."""
+        return sum(s.size for s in self._segments.values() if s.active or s.pending)
+
     # -- writing -------------------------------------------------------------------
 
     def packer(self, body_limit: int) -> WalPacker:
@@ -187,7 +198,7 @@ class WriteAheadLog:
         active = self._active
         if active is not None and self._fits(active):
             return True
-        return self.live_bytes + self.segment_bytes <= self.max_bytes
+        return self.busy_bytes + self.segment_bytes <= self.max_bytes
 
     def _fits(self, segment: _Segment) -> bool:
         return segment.pos + FRAME_HEADER_SIZE + self._frame_limit <= segment.size
@@ -259,20 +270,29 @@ class WriteAheadLog:
                 self._frame_segment[frame.frame_id] = frame.segno
 
     def finish(self, outcomes: Iterable[tuple[int, int]]) -> None:
-        """Log ``(frame id, DELIVERED or SPOOLED)`` pairs and retire emptied segments."""
+        """Log ``(frame id, DELIVERED | SPOOLED | FAILED)`` and retire emptied segments.
+
+        A FAILED frame is not acknowledged: it stays on disk for the next start.
+        """
         by_segment: dict[int, list[bytes]] = {}
         for frame_id, outcome in outcomes:
             segno = self._frame_segment.pop(frame_id, None)
             if segno is None:
                 continue
+            segment = self._segments[segno]
+            segment.pending.discard(frame_id)
+            entries = by_segment.setdefault(segno, [])
+            if outcome == FAILED:
+                segment.kept += 1
+                continue
             head = FRAME_ID.pack(frame_id) + outcome.to_bytes(4, "little")
-            entry = head + zlib.crc32(head).to_bytes(4, "little")
-            by_segment.setdefault(segno, []).append(entry)
-            self._segments[segno].pending.discard(frame_id)
+            entries.append(head + zlib.crc32(head).to_bytes(4, "little"))
         for segno, entries in by_segment.items():
             segment = self._segments[segno]
-            if not segment.active and not segment.pending:
+            if not segment.active and not segment.pending and not segment.kept:
                 self._retire(segment)
+                continue
+            if not entries:
                 continue
             if segment.ack_fd < 0:
                 path = self.directory / seg_name(segno, "ack")
@@ -281,7 +301,7 @@ class WriteAheadLog:
             os.write(segment.ack_fd, b"".join(entries))
 
     def _maybe_retire(self, segment: _Segment) -> None:
-        if not segment.active and not segment.pending:
+        if not segment.active and not segment.pending and not segment.kept:
             self._retire(segment)
 
     def _retire(self, segment: _Segment) -> None:
