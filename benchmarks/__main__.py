@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cpu, latency, throughput
+from . import cpu, latency, throughput, wal
 from .records import KINDS, Record, line_bytes, make_pool, take
 from .report import Results, Row, machine_info, to_markdown, write_outputs
 from .server import ServerProcess
@@ -487,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local SQS server (own process) at {server.endpoint_url}", flush=True)
         server_figures(results, sizes, server.endpoint_url)
         latency_figures(results, sizes, server.endpoint_url)
+        wal.figures(results, quick=args.quick, endpoint=server.endpoint_url)
     memory_figures(results, sizes)
     results.commands.append(
         f"python -m benchmarks.memory --records {sizes.memory_records} --interval {MEMORY_INTERVAL}"

@@ -99,7 +99,7 @@ def test_a_record_half_copied_past_the_commit_point_is_dropped_and_reported(tmp_
     for i in range(5):
         packer.append_record(body(i), TAIL)
     # The process dies inside the next append: bytes copied, length not stored.
-    mm, pos = packer._map, packer._pos
+    mm, pos = packer._view, packer._pos
     assert mm is not None
     mm[pos : pos + 30] = line(5)[:30]
     frames, report = reopen(wal).recover()

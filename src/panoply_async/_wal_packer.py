@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mmap
 from typing import TYPE_CHECKING
 
 from ._encoding import MIN_LINE_BYTES
@@ -12,6 +11,8 @@ if TYPE_CHECKING:
     from ._wal import WriteAheadLog
 
 __all__ = ["WalPacker"]
+
+_NO_FRAME = memoryview(bytearray())
 
 
 class WalPacker(Packer):
@@ -24,14 +25,26 @@ class WalPacker(Packer):
     true: the SDK's slow path waits for retirement before appending.
     """
 
-    __slots__ = ("_at", "_length_word", "_map", "_pos", "_wal", "_words", "frame_id", "last_sealed")
+    __slots__ = (
+        "_at",
+        "_comma_tails",
+        "_length_word",
+        "_pos",
+        "_view",
+        "_wal",
+        "_words",
+        "frame_id",
+        "last_sealed",
+    )
 
     def __init__(self, wal: WriteAheadLog, body_limit: int) -> None:
         super().__init__(body_limit)
         self._wal = wal
-        self._map: mmap.mmap | None = None
-        self._words: memoryview | None = None
+        # The open frame's mapping as bytes and as 32-bit words; empty between frames.
+        self._view = self._words = _NO_FRAME
         self._at = self._pos = self._length_word = 0
+        #: tail -> b"," + tail: the record's closing brace and tail in one copy
+        self._comma_tails: dict[bytes, bytes] = {}
         self.frame_id = 0
         #: the frame id of the body the last :meth:`take` returned
         self.last_sealed = 0
@@ -56,22 +69,26 @@ class WalPacker(Packer):
         self.room = self._body_limit - MIN_LINE_BYTES if ok else -1
 
     def _begin(self) -> None:
-        self._map, self._words, self._at, self.frame_id = self._wal.begin_frame()
+        self._view, self._words, self._at, self.frame_id = self._wal.begin_frame()
         self._pos = self._at
         self._length_word = (self._at >> 2) - 2
+
+    def _comma_tail(self, tail: bytes) -> bytes:
+        if len(self._comma_tails) > 1024:  # tables are few; bound it anyway
+            self._comma_tails.clear()
+        comma_tail = self._comma_tails[tail] = b"," + tail
+        return comma_tail
 
     def append_record(self, body: bytes, tail: bytes) -> None:
         if not self.records:
             self._begin()
-        mm = self._map
-        assert mm is not None
-        assert self._words is not None
+        comma_tail = self._comma_tails.get(tail) or self._comma_tail(tail)
+        view = self._view
         p = self._pos
         e = p + len(body)
-        mm[p:e] = body
-        mm[e - 1] = 0x2C  # ','
+        view[p:e] = body
         p = e + len(tail)
-        mm[e:p] = tail
+        view[e - 1 : p] = comma_tail  # overwrites the closing brace
         self._pos = p
         self._words[self._length_word] = p - self._at  # the commit point
         self.records += 1
@@ -81,11 +98,8 @@ class WalPacker(Packer):
         finished = self.take() if self.size + len(line) > self._body_limit else None
         if not self.records:
             self._begin()
-        mm = self._map
-        assert mm is not None
-        assert self._words is not None
         p = self._pos + len(line)
-        mm[self._pos : p] = line
+        self._view[self._pos : p] = line
         self._pos = p
         self._words[self._length_word] = p - self._at
         self.records += 1
@@ -102,12 +116,11 @@ class WalPacker(Packer):
     def take(self) -> tuple[bytes, int] | None:
         if not self.records:
             return None
-        assert self._map is not None
-        body = self._map[self._at : self._pos]
+        body = self._view[self._at : self._pos].tobytes()
         records = self.records
         self._wal.seal_frame(self._at, body, self.frame_id)
         self.last_sealed = self.frame_id
-        self._map = self._words = None
+        self._view = self._words = _NO_FRAME
         self._at = self._pos = 0
         self.records = 0
         self._refresh_room()
