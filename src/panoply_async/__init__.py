@@ -4,6 +4,7 @@ The public API is what this module lists in ``__all__``; everything in a
 module whose name starts with ``_`` is private.
 """
 
+from ._checkpoint import Checkpoint
 from ._contract import ConnectorError, check_connector, load_connector, validate_connector
 from ._credentials import Credentials, parse_credentials
 from ._encoding import decode_body, encode_record
@@ -56,6 +57,7 @@ __all__ = [
     "ERROR_CODES",
     "SDK",
     "BackgroundTimeoutError",
+    "Checkpoint",
     "ConfigurationError",
     "ConnectorError",
     "Credentials",

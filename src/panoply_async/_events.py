@@ -14,6 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
+import anyio.abc
+
 __all__ = ["EventEmitter", "Handler"]
 
 logger = logging.getLogger("panoply_async")
@@ -28,6 +31,9 @@ class EventEmitter:
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = {}
         self._spawn: Spawner | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._running = 0
+        self._idle: anyio.Event | None = None
 
     def on(self, name: str, handler: Handler) -> None:
         if not isinstance(name, str) or not name:
@@ -42,6 +48,32 @@ class EventEmitter:
     def set_spawner(self, spawn: Spawner | None) -> None:
         self._spawn = spawn
 
+    def run_handlers_in(self, task_group: anyio.abc.TaskGroup | None) -> None:
+        """Run coroutine handlers as tasks of ``task_group``; ``None`` stops that
+        (later coroutines are dropped and logged). :meth:`wait_handlers` waits for them."""
+        self._task_group = task_group
+        self.set_spawner(self._start_handler if task_group is not None else None)
+
+    def _start_handler(self, handler: Callable[[], Awaitable[None]]) -> None:
+        assert self._task_group is not None
+        if self._running == 0:
+            self._idle = anyio.Event()
+        self._running += 1
+        self._task_group.start_soon(self._handler_task, handler)
+
+    async def _handler_task(self, handler: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await handler()
+        finally:
+            self._running -= 1
+            if self._running == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def wait_handlers(self) -> None:
+        """Wait until no coroutine handler started by :meth:`run_handlers_in` runs."""
+        if self._running and self._idle is not None:
+            await self._idle.wait()
+
     def emit(self, name: str, data: Any) -> None:
         """Call every handler of ``name`` and of ``"*"``; coroutines go to the spawner."""
         for handler, args in self._targets(name, data):
@@ -52,6 +84,11 @@ class EventEmitter:
                 continue
             if inspect.isawaitable(result):
                 self._schedule(name, result)
+
+    @property
+    def spawns(self) -> bool:
+        """Whether coroutine handlers run as tasks (else :meth:`emit` drops them)."""
+        return self._spawn is not None
 
     async def emit_async(self, name: str, data: Any) -> None:
         """Like :meth:`emit`, but awaits coroutine handlers in place."""

@@ -9,17 +9,19 @@ import random
 import string
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from ._exceptions import RecordError
+from ._checkpoint import Checkpoint
+from ._config import SDKConfig
+from ._exceptions import RecordError, RecordTypeError
+from ._stats import Stats
 from .errors import PanoplyException
 
 if TYPE_CHECKING:
-    from ._sdk import SDK
     from .datasource import DataSource
 
 __all__ = ["IngestResult", "TableRouter", "ingest"]
@@ -28,6 +30,30 @@ logger = logging.getLogger("panoply_async.pipeline")
 
 STATE_KEY = "__state"
 READ_ATTEMPTS = 3
+
+Emit = Callable[[str, Any], None]
+
+
+def _no_event(name: str, data: Any) -> None:
+    pass
+
+
+class Sink(Protocol):
+    """The public SDK surface that the pipeline uses (:class:`SDK` provides it)."""
+
+    @property
+    def config(self) -> SDKConfig: ...
+
+    @property
+    def stats(self) -> Stats: ...
+
+    async def write(self, table: str, data: Mapping[str, Any]) -> None: ...
+
+    async def write_many(self, table: str, records: Sequence[Mapping[str, Any]]) -> int: ...
+
+    async def flush(self) -> None: ...
+
+    def checkpoint(self) -> Checkpoint: ...
 
 
 @dataclass
@@ -81,6 +107,18 @@ class TableRouter:
         )
         self.groups_use_template = "resource_id" in self.fields
 
+    def fixed(self, resource_id: str | None = None) -> str | None:
+        """The table of every record (of the group ``resource_id``) when it does not
+        depend on the record, else None: then :meth:`table` decides per record."""
+        if resource_id is not None and not self.groups_use_template:
+            return resource_id
+        if self.template is None:
+            raise PanoplyException(
+                "the source has neither 'destination' nor 'type': records have no table",
+                retryable=False,
+            )
+        return None if self.fields else self.template
+
     def table(self, record: Mapping[str, Any], resource_id: str | None = None) -> str:
         if resource_id is not None and not self.groups_use_template:
             return resource_id
@@ -114,6 +152,31 @@ def _group_of(batch: Any) -> tuple[list[Any], str | None]:
     )
 
 
+def _check_records(records: Sequence[Any]) -> None:
+    for record in records:
+        if not isinstance(record, Mapping):
+            raise PanoplyException(
+                f"read() yielded a record of type {type(record).__name__}; expected a dict",
+                retryable=False,
+            )
+
+
+def _tags(records: list[Any]) -> set[Any]:
+    """The ``__state`` values of ``records`` (one set comprehension in the common case)."""
+    try:
+        return {record.get(STATE_KEY) for record in records}
+    except (AttributeError, TypeError):  # a record that is no dict, or an unhashable tag
+        tags: set[Any] = set()
+        for record in records:
+            if isinstance(record, Mapping):
+                tag = record.get(STATE_KEY)
+                try:
+                    tags.add(tag)
+                except TypeError:
+                    continue
+        return tags
+
+
 def _merge(previous: Any, new: Any) -> Any:
     # The legacy platform merged reported states key by key, newest winning.
     if isinstance(previous, Mapping) and isinstance(new, Mapping):
@@ -121,49 +184,91 @@ def _merge(previous: Any, new: Any) -> Any:
     return new
 
 
+@dataclass(frozen=True)
+class _Mark:
+    """A checkpoint with its place in this run's order of checkpoints."""
+
+    number: int
+    checkpoint: Checkpoint
+
+
 @dataclass
 class _PendingState:
     state_id: Any
     state: Any
-    ticket: int
+    mark: _Mark
 
 
 class _StateCommitter:
     """Commits states in the order reported, each after its records were acknowledged."""
 
-    def __init__(self, conn: SDK, result: IngestResult,
-                 on_commit: Callable[[Any, Any], None] | None) -> None:
+    def __init__(self, conn: Sink, result: IngestResult,
+                 on_commit: Callable[[Any, Any], None] | None, emit: Emit) -> None:
         self._conn = conn
         self._result = result
         self._on_commit = on_commit
+        self._emit = emit
         self._queue: list[_PendingState] = []
         self._wakeup = anyio.Event()
-        self._last_ticket_of: dict[Any, int] = {}
+        self._marks = 0
+        self._last_mark_of: dict[Any, _Mark] = {}
         self._merged: Any = None
         self._closed = False
         self.failed = False
         self._reported: list[tuple[Any, Any]] = []
+        # Pending states that records of the batch being written are tagged with:
+        # they cannot commit before that batch is written and its mark delivered.
+        self._writing: set[Any] = set()
+        # States tagged in a batch that was interrupted: never committed.
+        self._blocked: set[Any] = set()
 
     def report(self, state_id: Any, state: Any) -> None:
         # Called from the DataSource's event (possibly hopped from a worker
-        # thread); the ticket is taken after the current batch is written.
+        # thread); the checkpoint is taken after the current batch is written.
         self._reported.append((state_id, state))
 
-    def after_batch(self, tagged: set[Any]) -> None:
-        ticket = self._conn._ticket()
-        for state_id in tagged:
-            self._last_ticket_of[state_id] = ticket
+    def before_batch(self, records: list[Any]) -> None:
+        """Note which pending states ``records`` are tagged with, before writing them.
+
+        Only tags of states reported and not yet committed matter (the mark of a
+        state reported later covers every record written before it), so a
+        source without pending states costs nothing per record here.
+        """
+        pending = {p.state_id for p in self._queue} | {i for i, _ in self._reported}
+        if pending:
+            self._writing = _tags(records) & pending
+
+    def after_batch(self) -> None:
+        mark = _Mark(self._marks, self._conn.checkpoint())
+        self._marks += 1
+        for state_id in self._writing:
+            self._last_mark_of[state_id] = mark
+        self._writing = set()
         for state_id, state in self._reported:
-            self._queue.append(_PendingState(state_id, state, ticket))
+            self._queue.append(_PendingState(state_id, state, mark))
         self._reported.clear()
         self._wakeup.set()
 
     def close(self) -> None:
+        # A batch still being written was interrupted: its tagged states never commit.
+        self._blocked |= self._writing
+        self._writing = set()
         self._closed = True
         self._wakeup.set()
 
+    async def _batch_written(self) -> None:
+        self._wakeup = anyio.Event()
+        await self._wakeup.wait()
+
+    def _needed(self, pending: _PendingState, floor: _Mark | None) -> _Mark:
+        """The latest mark the state must wait for."""
+        marks = [pending.mark, self._last_mark_of.get(pending.state_id, pending.mark)]
+        if floor is not None:
+            marks.append(floor)
+        return max(marks, key=lambda mark: mark.number)
+
     async def run(self) -> None:
-        floor = -1
+        floor: _Mark | None = None
         while True:
             while not self._queue:
                 if self._closed:
@@ -176,17 +281,22 @@ class _StateCommitter:
             pending = self._queue[0]
             while True:
                 # Records tagged with this state may still arrive in later batches.
-                ticket = max(pending.ticket, self._last_ticket_of.get(pending.state_id, -1), floor)
-                delivered = await self._conn._wait_ticket(ticket)
-                if self._last_ticket_of.get(pending.state_id, -1) <= ticket:
+                mark = self._needed(pending, floor)
+                delivered = await mark.checkpoint
+                while pending.state_id in self._writing:
+                    await self._batch_written()
+                if self._needed(pending, floor).number == mark.number:
                     break
+            if pending.state_id in self._blocked:
+                self._queue.clear()  # nor any later state: they are committed in order
+                continue
             if not delivered:
                 # A record up to this state was spooled or lost: never commit it,
                 # nor any later state, so a resumed run re-reads from the last good one.
                 self.failed = True
                 continue
             self._queue.pop(0)
-            floor = ticket
+            floor = mark
             self._merged = _merge(self._merged, pending.state)
             self._result.state = self._merged
             self._result.state_id = pending.state_id
@@ -194,7 +304,7 @@ class _StateCommitter:
             payload = {"state_id": pending.state_id, "state": self._merged}
             if self._on_commit is not None:
                 self._on_commit(pending.state_id, self._merged)
-            self._conn._emit("source-state", payload)
+            self._emit("source-state", payload)
 
 
 async def _legacy_batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
@@ -227,25 +337,33 @@ def _batches(ds: DataSource, n: int | None) -> AsyncIterator[Any]:
 
 
 async def ingest(
-    conn: SDK,
+    conn: Sink,
     ds: DataSource,
     *,
     batch_size: int | None = None,
     on_state: Callable[[Any, Any], None] | None = None,
+    emit: Emit | None = None,
     read_attempts: int = READ_ATTEMPTS,
     backoff: float = 1.0,
 ) -> IngestResult:
-    """Run ``ds`` into ``conn`` until ``read()`` is exhausted. See :meth:`SDK.ingest`."""
+    """Run ``ds`` into ``conn`` until ``read()`` is exhausted. See :meth:`SDK.ingest`.
+
+    ``emit(name, data)`` fires the SDK's events (``progress``,
+    ``source-change``, ``source-state``); :meth:`SDK.ingest` passes its own.
+    Without it no event is fired.
+    """
+    if emit is None:
+        emit = _no_event
     router = TableRouter(ds.source)
     result = IngestResult()
     tables: Counter[str] = Counter()
-    committer = _StateCommitter(conn, result, on_state)
+    committer = _StateCommitter(conn, result, on_state, emit)
     failed_before = conn.stats.records_spooled + conn.stats.records_failed
     started = time.monotonic()
 
     def forward(name: str) -> Callable[[Any], None]:
         def handler(data: Any) -> None:
-            conn._emit(name, data)
+            emit(name, data)
         return handler
 
     def on_source_state(data: Any) -> None:
@@ -284,24 +402,33 @@ async def ingest(
                            error, delay, attempt + 1, read_attempts)
             await anyio.sleep(delay)
 
+    async def write_group(table: str, records: list[Any]) -> None:
+        try:
+            await conn.write_many(table, records)
+        except RecordTypeError:
+            _check_records(records)
+            raise
+        tables[table] += len(records)
+
     async def write_batch(batch: Any) -> None:
+        # A batch goes in as few write_many() calls as it has tables; none of a
+        # group is accepted when one of its records is refused.
         records, resource = _group_of(batch)
-        tagged: set[Any] = set()
-        for record in records:
-            if not isinstance(record, Mapping):
-                raise PanoplyException(
-                    f"read() yielded a record of type {type(record).__name__}; expected a dict",
-                    retryable=False,
-                )
-            table = router.table(record, resource)
-            await conn.write(table, record)
-            tables[table] += 1
-            state_id = record.get(STATE_KEY)
-            if state_id is not None:
-                tagged.add(state_id)
+        committer.before_batch(records)
+        if records:
+            table = router.fixed(resource)
+            if table is not None:
+                await write_group(table, records)
+            else:
+                groups: dict[str, list[Any]] = {}
+                for record in records:
+                    _check_records((record,))
+                    groups.setdefault(router.table(record, resource), []).append(record)
+                for table, group in groups.items():
+                    await write_group(table, group)
         result.records += len(records)
         result.batches += 1
-        committer.after_batch(tagged)
+        committer.after_batch()
 
     error: Exception | None = None
     try:
@@ -310,7 +437,7 @@ async def ingest(
             try:
                 await read_all()
                 # Make sure the last records go now and the last states can commit.
-                committer.after_batch(set())
+                committer.after_batch()
                 await conn.flush()
             except Exception as exc:
                 # Raised after the task group, so the caller gets it as it is

@@ -36,7 +36,7 @@ from ._wal import (
 
 if TYPE_CHECKING:
     from ._events import EventEmitter
-    from ._sdk import Stats
+    from ._stats import Stats
 
 __all__ = ["WALRecoveryError", "WalJournal"]
 
