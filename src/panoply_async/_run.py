@@ -125,6 +125,7 @@ class RunOptions:
     state_file: Path | None = None
     batch_size: int | None = None
     spool_dir: str | None = None
+    wal_dir: str | None = None
 
 
 @dataclass
@@ -166,7 +167,7 @@ async def run_connector(options: RunOptions, console: Console, outcome: RunOutco
     transport = DryRunTransport() if options.dry_run else None
     display = RunDisplay(console)
     sdk = SDK(apikey, apisecret, endpoint_url=endpoint_url, spool_dir=options.spool_dir,
-              transport=transport)
+              transport=transport, wal_dir=options.wal_dir)
     try:
         with display:
             sdk.on("progress", display.on_progress)

@@ -208,11 +208,14 @@ def _collect_source(module: Any, values: dict[str, Any], source_json: str | None
               help="Read the whole source dict from this JSON file.")
 @click.option("--spool-dir", default=DEFAULT_SPOOL_DIR, show_default=True,
               help="Where undeliverable messages are kept for `replay`.")
+@click.option("--wal-dir", type=click.Path(file_okay=False),
+              help="Log every record here before sending; a crashed run's records are "
+              "resent by the next run with the same --wal-dir.")
 @click.pass_context
 def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str | None,
         endpoint_url: str | None, local: bool, dry_run: bool, state_file: Path | None,
         batch_size: int | None, source_json: str | None, spool_dir: str,
-        **params: Any) -> None:
+        wal_dir: str | None, **params: Any) -> None:
     """Run the connector MODULE (an importable name, a .py file or a package directory).
 
     One option per CONFIG["params"] entry is added; see `panoply-async run MODULE --help`.
@@ -236,7 +239,7 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
     options = RunOptions(
         module=loaded, source=source, apikey=apikey, apisecret=apisecret,
         endpoint_url=endpoint_url, local=local, dry_run=dry_run, state_file=state_file,
-        batch_size=batch_size, spool_dir=spool_dir,
+        batch_size=batch_size, spool_dir=spool_dir, wal_dir=wal_dir,
     )
     outcome = RunOutcome()
     with contextlib.suppress(KeyboardInterrupt):
