@@ -30,6 +30,7 @@ from ._transport import (
     Transport,
 )
 from ._version import __version__
+from ._wal import WALError, WALLockedError
 from .datasource import (
     DataSource,
     Field,
@@ -90,6 +91,8 @@ __all__ = [
     "Stats",
     "TokenValidationException",
     "Transport",
+    "WALError",
+    "WALLockedError",
     "WrongTypeOrValueError",
     "__version__",
     "background_progress",
