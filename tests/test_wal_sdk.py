@@ -324,3 +324,36 @@ async def test_the_secret_never_reaches_the_log(
         transport.gate.set()
         await conn.flush()
         assert leaks() == []
+
+
+async def test_the_smallest_log_never_stalls(
+    vector_credentials: tuple[str, str], tmp_path: Path
+) -> None:
+    transport = MemoryTransport()
+    async with SDK(
+        *vector_credentials,
+        transport=transport,
+        wal_dir=tmp_path,
+        max_message_bytes=4096,
+        max_wal_bytes=4 * 4096,  # the least allowed: two one-message segments
+    ) as conn:
+        for i in range(3_000):
+            await conn.write("t", {"id": i, "pad": "z" * 30})
+    assert ids_of(transport.bodies) == list(range(3_000))
+
+
+async def test_a_message_logged_under_a_larger_limit_is_split_on_recovery(
+    vector_credentials: tuple[str, str], tmp_path: Path
+) -> None:
+    probe = SDK(*vector_credentials)
+    big = body(*range(300))  # about 7 KB: more than a 4 KiB message holds
+    leave_behind(tmp_path, probe.queue_url, [big], body(300))
+    transport = MemoryTransport()
+    async with SDK(
+        *vector_credentials, transport=transport, wal_dir=tmp_path, max_message_bytes=4096
+    ) as conn:
+        pass
+    assert ids_of(transport.bodies) == list(range(301))
+    assert len(transport.bodies) > 2
+    assert conn.stats.records_recovered == 301
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lock"]

@@ -123,9 +123,9 @@ class WriteAheadLog:
         self.directory = Path(directory)
         self._digest = digest
         self._frame_limit = frame_limit
-        self.segment_bytes = max(
-            segment_bytes, align8(SEG_HEADER_SIZE + FRAME_HEADER_SIZE + frame_limit) + 8
-        )
+        need = SEG_HEADER_SIZE + FRAME_HEADER_SIZE + frame_limit + 8
+        #: whole pages, and room for at least one frame
+        self.segment_bytes = -(-max(segment_bytes, need) // 4096) * 4096
         self.max_bytes = max_bytes
         self._lock_fd = -1
         self._dir_fd = -1
@@ -183,9 +183,10 @@ class WriteAheadLog:
 
     @property
     def busy_bytes(self) -> int:
-        """Disk space of segments still written or holding unfinished frames: what
-        ``max_bytes`` bounds (frames given up on without a spool do not count)."""
-        return sum(s.size for s in self._segments.values() if s.active or s.pending)
+        """Disk space of segments holding frames not finished yet: what ``max_bytes``
+        bounds, with the segment being written (frames given up on without a spool
+        do not count: they wait for the next start)."""
+        return sum(s.size for s in self._segments.values() if s.pending)
 
     # -- writing -------------------------------------------------------------------
 
@@ -200,6 +201,7 @@ class WriteAheadLog:
         active = self._active
         if active is not None and self._fits(active):
             return True
+        # A new segment is needed; the full one is retired unless frames hold it.
         return self.busy_bytes + self.segment_bytes <= self.max_bytes
 
     def _fits(self, segment: _Segment) -> bool:

@@ -56,9 +56,12 @@ class WALRecoveryError(WALError):
 
 
 def segment_bytes_for(max_wal_bytes: int, body_limit: int) -> int:
-    """Segment size: an eighth of the budget, within [2 messages, 32 MiB]."""
-    floor = 2 * (body_limit + _FRAME_OVERHEAD)
-    return max(floor, min(max_wal_bytes // 8, _MAX_SEGMENT))
+    """Segment size: an eighth of the budget, at most 32 MiB, at least one message.
+
+    The SDK requires ``max_wal_bytes >= 4 * max_message_bytes``, so at least two
+    segments fit: the one written and one of messages in flight.
+    """
+    return max(body_limit + _FRAME_OVERHEAD, min(max_wal_bytes // 8, _MAX_SEGMENT))
 
 
 class WalJournal:
