@@ -162,19 +162,29 @@ class WriteAheadLog:
         self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def close(self) -> None:
-        """Unmap everything, delete what is fully acknowledged, release the lock."""
+        """Delete what is finished, sync what stays, unmap, release the lock.
+
+        Raises OSError if a sync fails (everything is closed all the same).
+        """
         if self._active is not None:
             self._active.active = False
             self._active = None
         for segment in list(self._segments.values()):
             self._maybe_retire(segment)
-        for segment in list(self._segments.values()):
-            self._unmap(segment)
-        self._segments.clear()
-        for fd in (self._dir_fd, self._lock_fd):
-            if fd >= 0:
-                os.close(fd)  # closing the lock's descriptor releases the flock
-        self._dir_fd = self._lock_fd = -1
+        try:
+            fdatasync_all([os.dup(fd) for fd in self._stay_fds()])
+        finally:
+            for segment in list(self._segments.values()):
+                self._unmap(segment)
+            self._segments.clear()
+            for fd in (self._dir_fd, self._lock_fd):
+                if fd >= 0:
+                    os.close(fd)  # closing the lock's descriptor releases the flock
+            self._dir_fd = self._lock_fd = -1
+
+    def _stay_fds(self) -> list[int]:
+        fds = [s.fd for s in self._segments.values() if s.fd >= 0 and s.dirty]
+        return fds + [self._dir_fd] if self._dir_dirty and self._dir_fd >= 0 else fds
 
     @property
     def live_bytes(self) -> int:
@@ -337,7 +347,7 @@ class WriteAheadLog:
 
     # -- syncing -------------------------------------------------------------------
 
-    def sync_fds(self, *, everything: bool = False) -> list[int]:
+    def sync_fds(self) -> list[int]:
         """Duplicates of the descriptors to fdatasync (the caller closes them).
 
         Duplicated so that a segment retired meanwhile cannot close a
@@ -345,7 +355,7 @@ class WriteAheadLog:
         """
         fds = []
         for segment in self._segments.values():
-            if segment.fd >= 0 and (segment.dirty or (everything and segment.active)):
+            if segment.fd >= 0 and segment.dirty:
                 segment.dirty = False
                 fds.append(os.dup(segment.fd))
         if self._dir_dirty and self._dir_fd >= 0:

@@ -122,11 +122,9 @@ class WalJournal:
             return
         self._open = False
         try:
-            await anyio.to_thread.run_sync(fdatasync_all, self._wal.sync_fds(everything=True))
+            await anyio.to_thread.run_sync(self._wal.close)
         except OSError as exc:
             logger.error("could not sync the write-ahead log in %s: %s", self.directory, exc)
-        finally:
-            self._wal.close()
 
     # -- recovery --------------------------------------------------------------------
 
