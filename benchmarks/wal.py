@@ -37,7 +37,7 @@ class WalSizes:
     repeats: int
 
 
-FULL = WalSizes(cpu_records=500_000, throughput_records=300_000, repeats=3)
+FULL = WalSizes(cpu_records=300_000, throughput_records=150_000, repeats=5)
 QUICK = WalSizes(cpu_records=10_000, throughput_records=5_000, repeats=1)
 
 
