@@ -357,3 +357,26 @@ async def test_a_message_logged_under_a_larger_limit_is_split_on_recovery(
     assert len(transport.bodies) > 2
     assert conn.stats.records_recovered == 301
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lock"]
+
+
+async def test_cancelled_recovery_keeps_the_log_and_releases_the_lock(
+    vector_credentials: tuple[str, str], tmp_path: Path
+) -> None:
+    class Hanging(MemoryTransport):
+        async def send(self, messages: Sequence[Message]) -> SendOutcome:
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+    probe = SDK(*vector_credentials)
+    leave_behind(tmp_path, probe.queue_url, [body(1)], body(2))
+    hanging = SDK(*vector_credentials, transport=Hanging(), wal_dir=tmp_path, shutdown_timeout=0.01)
+    with anyio.move_on_after(0.2) as scope:  # gives up on entering: a cancellation, not a timing
+        async with hanging:
+            raise AssertionError("entered while the recovered messages hung")
+    assert scope.cancelled_caught
+    # Cancelled before any acknowledgement: the log still holds both messages.
+    transport = MemoryTransport()
+    async with SDK(*vector_credentials, transport=transport, wal_dir=tmp_path) as conn:
+        pass
+    assert ids_of(transport.bodies) == [1, 2]
+    assert conn.stats.records_recovered == 2
