@@ -133,6 +133,9 @@ class WriteAheadLog:
         self._segments: dict[int, _Segment] = {}
         self._frame_segment: dict[int, int] = {}
         self._active: _Segment | None = None
+        #: a segment created ahead, in a worker thread, for the next rotation
+        self._spare: _Segment | None = None
+        self._preparing = False
         self._next_segno = 1
         self._next_frame = 1
 
@@ -169,6 +172,9 @@ class WriteAheadLog:
         if self._active is not None:
             self._active.active = False
             self._active = None
+        if self._spare is not None:
+            self._discard(self._spare)
+            self._spare = None
         for segment in list(self._segments.values()):
             self._maybe_retire(segment)
         try:
@@ -184,7 +190,7 @@ class WriteAheadLog:
 
     def _stay_fds(self) -> list[int]:
         fds = [s.fd for s in self._segments.values() if s.fd >= 0 and s.dirty]
-        return fds + [self._dir_fd] if self._dir_dirty and self._dir_fd >= 0 else fds
+        return [*fds, self._dir_fd] if self._dir_dirty and self._dir_fd >= 0 else fds
 
     @property
     def live_bytes(self) -> int:
@@ -250,12 +256,49 @@ class WriteAheadLog:
             previous, self._active = self._active, None
             previous.active = False
             self._maybe_retire(previous)
-        segno = self._next_segno
+        segment, self._spare = self._spare, None
+        if segment is None:  # none prepared ahead: the caller waits for the file
+            segno = self._next_segno
+            self._next_segno += 1
+            segment = self.create_segment(segno)
+        segment.active = segment.dirty = True
+        self._segments[segment.segno] = segment
+        self._active = segment
+        self._dir_dirty = True
+        return segment
+
+    def reserve_spare(self) -> int | None:
+        """A segment number to prepare ahead with :meth:`create_segment` (in a worker
+        thread, then :meth:`add_spare`), or None when one is ready or under way."""
+        if self._spare is not None or self._preparing or self._lock_fd < 0:
+            return None
+        self._preparing = True
         self._next_segno += 1
+        return self._next_segno - 1
+
+    def add_spare(self, segment: _Segment | None) -> None:
+        """The segment :meth:`reserve_spare` asked for (None if creating it failed)."""
+        self._preparing = False
+        if segment is not None and self._lock_fd < 0:  # closed meanwhile
+            self._discard(segment)
+        elif segment is not None:
+            self._spare = segment
+
+    def create_segment(self, segno: int) -> _Segment:
+        """Create, allocate, zero and map segment file ``segno``. Touches no shared
+        state, so a worker thread may run it while the event loop appends."""
         segment = _Segment(segno, self.segment_bytes)
         path = self.directory / seg_name(segno, "seg")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
+            # The header first: a crash while preparing leaves a segment without
+            # frames, which recovery removes without a report.
+            header = bytearray(SEG_HEADER_SIZE)
+            SEG_HEADER.pack_into(
+                header, 0, SEGMENT_MAGIC, VERSION, SEG_HEADER_SIZE, segno, self._digest, 0
+            )
+            header[60:64] = zlib.crc32(header[0:60]).to_bytes(4, "little")
+            os.pwrite(fd, header, 0)
             # Allocated now so that a full disk is an OSError here, never a
             # SIGBUS on a store into the mapping.
             os.posix_fallocate(fd, 0, segment.size)
@@ -263,22 +306,20 @@ class WriteAheadLog:
             # cache with blocks allocated, which halves the cost of the page
             # faults that stores into a fresh mapping take (measured).
             zeros = bytes(1 << 20)
-            for offset in range(0, segment.size, len(zeros)):
+            for offset in range(SEG_HEADER_SIZE, segment.size, len(zeros)):
                 os.pwrite(fd, zeros[: segment.size - offset], offset)
             mm = mmap.mmap(fd, segment.size)
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)
             raise
-        SEG_HEADER.pack_into(mm, 0, SEGMENT_MAGIC, VERSION, SEG_HEADER_SIZE, segno, self._digest, 0)
-        mm[60:64] = zlib.crc32(mm[0:60]).to_bytes(4, "little")
         segment.fd, segment.mm, segment.view = fd, mm, memoryview(mm)
         segment.words = segment.view.cast("I")
-        segment.active = segment.dirty = True
-        self._segments[segno] = segment
-        self._active = segment
-        self._dir_dirty = True
         return segment
+
+    def _discard(self, segment: _Segment) -> None:
+        self._unmap(segment)
+        (self.directory / seg_name(segment.segno, "seg")).unlink(missing_ok=True)
 
     # -- acknowledgements and retirement -------------------------------------------
 
@@ -402,7 +443,7 @@ class WriteAheadLog:
                 continue
             if digest is None:
                 if not data.strip(b"\0"):  # created, never written: nothing to keep
-                    report.dropped.append(DroppedRange(name, 0, len(data), "empty segment"))
+                    report.empty_files.append(name)
                     (self.directory / name).unlink()
                 else:
                     report.foreign_files.append(name)

@@ -89,6 +89,8 @@ class RecoveryReport:
     foreign_files: list[str] = field(default_factory=list)
     #: segments written for another queue (left alone)
     other_queue_segments: list[str] = field(default_factory=list)
+    #: segment files created and never written (a crash while creating one): removed
+    empty_files: list[str] = field(default_factory=list)
 
     @property
     def dropped_bytes(self) -> int:
@@ -106,6 +108,8 @@ class RecoveryReport:
             )
         if self.foreign_files:
             parts.append(f"ignored foreign files: {', '.join(self.foreign_files)}")
+        if self.empty_files:
+            parts.append(f"removed empty segments: {', '.join(self.empty_files)}")
         if self.other_queue_segments:
             parts.append(f"left segments of another queue: {', '.join(self.other_queue_segments)}")
         return "; ".join(parts)

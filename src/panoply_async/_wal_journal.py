@@ -111,10 +111,27 @@ class WalJournal:
         await anyio.to_thread.run_sync(self._wal.open)
         try:
             self._recovered, self.report = await anyio.to_thread.run_sync(self._wal.recover)
+            await self._prepare_spare()
         except BaseException:
             self._wal.close()
             raise
         self._open = True
+
+    async def _prepare_spare(self) -> None:
+        """Create the next segment in a worker thread, so that rotating to it does
+        not stop the event loop (creating and zeroing a file takes milliseconds)."""
+        segno = self._wal.reserve_spare()
+        if segno is None:
+            return
+        segment = None
+        try:
+            # Shielded: a cancellation must not drop a segment the thread created.
+            with anyio.CancelScope(shield=True):
+                segment = await anyio.to_thread.run_sync(self._wal.create_segment, segno)
+        except OSError as exc:
+            logger.error("could not prepare a write-ahead log segment: %s", exc)
+        finally:
+            self._wal.add_spare(segment)
 
     async def aclose(self) -> None:
         """Sync what stays on disk, delete what is finished, release the lock."""
@@ -234,6 +251,7 @@ class WalJournal:
             self._completed = target
             self._synced.set()
             self._synced = anyio.Event()
+            await self._prepare_spare()
 
     async def sync(self) -> None:
         """Return once every record accepted so far is on stable storage."""
