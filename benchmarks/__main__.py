@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cpu, latency, throughput, wal
+from . import connector_path, cpu, latency, throughput, wal
 from .records import KINDS, Record, line_bytes, make_pool, take
 from .report import Results, Row, machine_info, to_markdown, write_outputs
 from .server import ServerProcess
@@ -483,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     cpu_figures(results, sizes)
+    connector_path.figures(results, take(make_pool("small"), sizes.cpu["small"]), sizes.cpu_repeats)
     with ServerProcess() as server:
         print(f"local SQS server (own process) at {server.endpoint_url}", flush=True)
         server_figures(results, sizes, server.endpoint_url)

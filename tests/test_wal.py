@@ -63,7 +63,11 @@ def test_framing_round_trip_matches_the_in_memory_packer(tmp_path: Path) -> None
     taken: list[tuple[bytes, int]] = []
     expected: list[tuple[bytes, int]] = []
     for i in range(320):
-        if i % 7 == 3:  # the general path: whole lines, closing full bodies
+        if i % 11 == 5 and logged.room > 400:  # write_many's batches: whole lines at once
+            lines = line(i) + line(i + 1000)
+            for packer in (logged, plain):
+                packer.extend(memoryview(lines), 2)
+        elif i % 7 == 3:  # the general path: whole lines, closing full bodies
             for packer, out in ((logged, taken), (plain, expected)):
                 finished = packer.add(line(i, 200))
                 if finished:

@@ -28,6 +28,7 @@ import anyio
 import anyio.lowlevel
 from orjson import dumps as _dumps
 
+from ._batch import encode_batch, encode_each
 from ._encoding import NONCHARACTER_LEAD, TABLE_KEY, Encoder
 from ._encoding import default as _default
 from ._exceptions import RecordError
@@ -108,11 +109,6 @@ class WriteBuffer:
         self._timer_event = anyio.Event()
         self._timer_scope = anyio.CancelScope()
 
-    @property
-    def open_records(self) -> int:
-        """Records in the open message."""
-        return self._packer.records
-
     def ticket(self) -> int:
         """The highest message seq that holds any record written so far."""
         return self.next_seq if self._packer.records else self.next_seq - 1
@@ -170,74 +166,81 @@ class WriteBuffer:
         """
         if not self.accepting:
             raise self._not_open("write_many")
-        encoder = self.encoder
         tail = self._tails.get(table) if type(table) is str else None
         if tail is None:
-            tail = encoder.tail(table)
-        tail_len = len(tail)
-        body_limit = self._line_limit - tail_len
-        bodies: list[bytes] = []
-        # Lines the fast path cannot take come whole from the general encoder.
-        general: set[int] = set()
-        append, dumps, default = bodies.append, _dumps, _default
-        try:
-            for data in records:
-                if type(data) is dict and TABLE_KEY not in data:
-                    try:
-                        body = dumps(data, default=default)
-                    except TypeError:
-                        body = b""
-                    if 2 < len(body) <= body_limit and NONCHARACTER_LEAD not in body:
-                        append(body)
+            tail = self.encoder.tail(table)
+        if type(records) is not list:
+            records = list(records)
+        if not records:
+            return 0
+        lines = encode_batch(records, tail, self._line_limit)
+        if lines is None:
+            return await self._write_each(table, records, tail)
+        await self._append_lines(lines, len(records))
+        return len(records)
+
+    async def _append_lines(self, lines: bytearray, count: int) -> None:
+        """Buffer ``count`` whole lines: as many at a time as the open message and
+        the buffer bound allow; a line that does not fit goes through ``_accept``
+        (which closes the message, or waits for room)."""
+        packer, stats = self._packer, self._stats
+        pos, total, left = 0, len(lines), count
+        with memoryview(lines) as view:
+            while pos < total:
+                room = min(packer.room, self._max_buffer - self.buffered)
+                if total - pos <= room:
+                    end, taken = total, left
+                else:
+                    end = lines.rfind(b"\n", pos, pos + room) + 1
+                    if end <= pos:  # not even the next line fits
+                        end = lines.index(b"\n", pos) + 1
+                        try:
+                            await self._accept(bytes(view[pos:end]))
+                        except RuntimeError as exc:  # sealed by shutdown while waiting
+                            raise RuntimeError(
+                                f"write_many(): {exc}; {count - left} of {count} records "
+                                "were accepted"
+                            ) from None
+                        pos, left = end, left - 1
                         continue
-                line = encoder.encode(table, data)
-                general.add(id(line))
-                append(line)
+                    # Count the lines on the shorter side of the cut.
+                    if end - pos <= total - end:
+                        taken = lines.count(b"\n", pos, end)
+                    else:
+                        taken = left - lines.count(b"\n", end, total)
+                if not packer.records:
+                    self._opened()
+                journal = self.journal
+                if journal is not None:
+                    for line in bytes(view[pos:end]).split(b"\n")[:-1]:
+                        journal.line(line + b"\n", b"")
+                packer.extend(view[pos:end], taken)
+                self.buffered += end - pos
+                stats.records_accepted += taken
+                stats.records_pending += taken
+                pos, left = end, left - taken
+
+    async def _write_each(
+        self, table: str, records: list[Mapping[str, Any]], tail: bytes
+    ) -> int:
+        """``write_many()`` record by record, for batches ``encode_batch`` refuses."""
+        try:
+            bodies, general = encode_each(self.encoder, table, records, tail)
         except RecordError:
             self._stats.records_rejected += 1
             raise
-
-        packer, stats, journal = self._packer, self._stats, self.journal
-        append_record = packer.append_record
-        max_buffer = self._max_buffer
-        # Counters are kept in locals and stored before every await: nothing else
-        # runs (or observes them) between awaits.
-        buffered, accepted, taken = self.buffered, 0, 0
-        for body in bodies:
-            size = len(body) + tail_len
-            if (
-                size <= packer.room
-                and buffered + size <= max_buffer
-                and not (general and id(body) in general)
-            ):
-                if not packer.records:
-                    self._opened()
-                if journal is not None:
-                    journal.line(body, tail)
-                append_record(body, tail)
-                buffered += size
-                accepted += 1
-                continue
-            self.buffered = buffered
-            stats.records_accepted += accepted
-            stats.records_pending += accepted
-            taken += accepted
-            accepted = 0
+        tail_len = len(tail)
+        for taken, body in enumerate(bodies):
             try:
                 if general and id(body) in general:
                     await self._accept(body)
                 else:
-                    await self._reserve(size)
-                    self._add_record(body, tail, size)
+                    await self._reserve(len(body) + tail_len)
+                    self._add_record(body, tail, len(body) + tail_len)
             except RuntimeError as exc:  # sealed by shutdown while waiting
                 raise RuntimeError(
                     f"write_many(): {exc}; {taken} of {len(bodies)} records were accepted"
                 ) from None
-            taken += 1
-            buffered = self.buffered
-        self.buffered = buffered
-        stats.records_accepted += accepted
-        stats.records_pending += accepted
         return len(bodies)
 
     # -- the slow path -------------------------------------------------------------

@@ -32,6 +32,7 @@ import anyio
 from ._checkpoint import Watermark
 from ._config import SDKConfig
 from ._events import EventEmitter
+from ._exceptions import DeliveryError
 from ._spool import SpoolFile
 from ._stats import Stats
 from ._transport import Message, SendError, Transport
@@ -59,10 +60,12 @@ class Delivery:
     ) -> None:
         self._config = config
         self._transport = transport
-        self._stats = stats
-        self._events = events
+        self._stats = self.stats = stats
+        self._events = self.events = events
         self._spool = spool
-        self._queue_url = queue_url
+        self._queue_url = self.queue_url = queue_url
+        #: the largest request payload (SendMessageBatch obeys the message limit)
+        self.max_batch_bytes = config.max_message_bytes
         self._on_finished = on_finished
         self._random = random.Random()
         self._ready: deque[Message] = deque()
@@ -78,6 +81,7 @@ class Delivery:
         self._wakeup = anyio.Event()
         self._done = anyio.Event()
         self._scope = anyio.CancelScope(shield=True)
+        self._spool_lock = anyio.Lock()
 
     def concurrency_limit(self) -> int:
         """How many requests may be in flight now: the sender pool's only such decision."""
@@ -256,6 +260,20 @@ class Delivery:
             watermark.finish(message.seq, delivered)
         self._on_finished(finished, delivered)
 
+    def undelivered_error(self) -> DeliveryError | None:
+        """The error for messages given up on without a spool, if any."""
+        if not self.undelivered:
+            return None
+        records = sum(m.records for m in self.undelivered)
+        messages = len(self.undelivered)
+        return DeliveryError(
+            f"{records} records in {messages} messages were not delivered to "
+            f"{self._queue_url} and no spool_dir is configured",
+            records=records,
+            messages=messages,
+            bodies=[m.body.decode("utf-8") for m in self.undelivered],
+        )
+
     def leftovers(self) -> list[Message]:
         """Unfinished messages in seq order; the ready queue is emptied."""
         self._ready.clear()
@@ -274,13 +292,16 @@ class Delivery:
             try:
                 # Shielded so that a deadline cannot interrupt a half-written append
                 # between the file write and the bookkeeping below.
+                # One append at a time: senders give up concurrently, and the
+                # spool file is opened (and named) by the first append.
                 with anyio.CancelScope(shield=True):
-                    spooled_to = await anyio.to_thread.run_sync(
-                        spool.append,
-                        self._queue_url,
-                        [(m.body, m.records) for m in messages],
-                        reason,
-                    )
+                    async with self._spool_lock:
+                        spooled_to = await anyio.to_thread.run_sync(
+                            spool.append,
+                            self._queue_url,
+                            [(m.body, m.records) for m in messages],
+                            reason,
+                        )
             except OSError as exc:
                 spool_error = exc
                 logger.error("could not write the spool file: %s", exc)

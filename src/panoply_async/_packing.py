@@ -87,6 +87,13 @@ class Packer:
         self.records += 1
         self.room -= len(body) + len(tail)
 
+    def extend(self, lines: bytes | bytearray | memoryview, records: int) -> None:
+        """Append ``records`` whole lines at once; the caller checked that they fit
+        (``len(lines) <= room``)."""
+        self._buffer += lines
+        self.records += records
+        self.room -= len(lines)
+
     def closes(self, size: int) -> bool:
         """Whether adding a line of ``size`` bytes will close a body."""
         return size > self.room

@@ -18,9 +18,7 @@ from pathlib import Path
 import anyio
 
 from ._delivery import MAX_BATCH_ENTRIES, Delivery
-from ._events import EventEmitter
 from ._spool import read_spool, rewrite_spool
-from ._stats import Stats
 from ._transport import Message
 
 __all__ = ["ReplayResult", "replay_file"]
@@ -42,17 +40,11 @@ class ReplayResult:
 
 
 async def replay_file(
-    path: Path,
-    result: ReplayResult,
-    *,
-    delivery: Delivery,
-    stats: Stats,
-    events: EventEmitter,
-    queue_url: str,
-    attributes_size: int,
-    max_batch_bytes: int,
+    path: Path, result: ReplayResult, delivery: Delivery, attributes_size: int
 ) -> None:
-    """Resend the entries of one spool file that belong to ``queue_url``."""
+    """Resend the entries of one spool file that belong to delivery's queue."""
+    stats, events, queue_url = delivery.stats, delivery.events, delivery.queue_url
+    max_batch_bytes = delivery.max_batch_bytes
     entries, invalid = await anyio.to_thread.run_sync(read_spool, path)
     if invalid:
         logger.warning("%s: %d unreadable lines kept in place", path, len(invalid))

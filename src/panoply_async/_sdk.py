@@ -1,15 +1,9 @@
 """The SDK facade: options, the lifetimes of the parts, events and stats.
 
-Data flow (DESIGN §2), one module per stage:
-
-* ``_buffer.py`` — :class:`WriteBuffer`: ``write()`` encodes at the call and
-  appends the line to the open message; a full message (or the flush timer,
-  ``flush()`` or leaving the block) closes it and submits it to delivery;
-* ``_delivery.py`` — :class:`Delivery`: the sender pool takes up to ten ready
-  messages per request, retries what failed, and hands what still fails to
-  the spool (or keeps it for the :class:`DeliveryError` raised on exit);
-* ``_replay.py`` — resending spool files through delivery;
-* ``_checkpoint.py`` — which messages are finished, in order.
+Data flow (DESIGN §2), one module per stage: ``_buffer.py`` (the write path:
+records into messages), ``_delivery.py`` (messages to SQS, or the spool),
+``_replay.py`` (spool files back to SQS), ``_checkpoint.py`` (which messages
+are finished, in order).
 
 Every background task lives in one anyio task group owned by the ``SDK`` and
 bounded by its ``async with`` block. Delivery runs inside a shielded cancel
@@ -34,7 +28,7 @@ from ._config import SDKConfig
 from ._credentials import Credentials, parse_credentials
 from ._delivery import MAX_BATCH_ENTRIES, Delivery
 from ._events import EventEmitter, Handler
-from ._exceptions import ConfigurationError, DeliveryError, PanoplyError
+from ._exceptions import ConfigurationError, PanoplyError
 from ._packing import attributes_size
 from ._pipeline import IngestResult, ingest
 from ._redact import redactor
@@ -171,7 +165,7 @@ class SDK:
             not_open=self._not_open,
             packer=self._journal.packer if self._journal is not None else None,
         )
-        self._buffer.journal = self._journal
+        journal, release = self._journal, self._buffer.release
         self._delivery = Delivery(
             config=self._config,
             transport=self._transport,
@@ -179,9 +173,13 @@ class SDK:
             events=self._events,
             spool=self._spool,
             queue_url=self._queue_url,
-            on_finished=self._buffer.release,
+            on_finished=journal.finished_after(release) if journal else release,
         )
         self._buffer.submit = self._delivery.submit
+        if journal is not None:
+            # The log takes closed and finished messages here rather than as the
+            # buffer's journal: its packer holds every line, the per-line hook is moot.
+            self._buffer.submit = journal.closed_before(self._delivery.submit)
         if type(self).write is SDK.write and type(self).write_many is SDK.write_many:
             # The hot path: ``conn.write`` is the buffer's own bound method, so a
             # write costs no extra Python call (subclasses that override keep theirs).
@@ -295,17 +293,9 @@ class SDK:
         tb: TracebackType | None,
     ) -> None:
         await self._shutdown()
-        undelivered = self._delivery.undelivered
-        if undelivered:
-            records = sum(m.records for m in undelivered)
-            messages = len(undelivered)
-            raise DeliveryError(
-                f"{records} records in {messages} messages were not delivered to "
-                f"{self._queue_url} and no spool_dir is configured",
-                records=records,
-                messages=messages,
-                bodies=[m.body.decode("utf-8") for m in undelivered],
-            )
+        error = self._delivery.undelivered_error()
+        if error is not None:
+            raise error
 
     # ``write`` and ``write_many`` live in the write path (``_buffer.py``); these
     # definitions carry the documentation and serve calls through the class.
@@ -366,16 +356,7 @@ class SDK:
             if own is not None and spool_path.resolve() == own.resolve():
                 continue  # this SDK is still appending to it
             result.files.append(spool_path)
-            await replay_file(
-                spool_path,
-                result,
-                delivery=self._delivery,
-                stats=self._stats,
-                events=self._events,
-                queue_url=self._queue_url,
-                attributes_size=self._attributes_size,
-                max_batch_bytes=self._config.max_message_bytes,
-            )
+            await replay_file(spool_path, result, self._delivery, self._attributes_size)
         return result
 
     async def ingest(

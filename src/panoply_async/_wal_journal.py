@@ -1,11 +1,12 @@
 """The write-ahead log inside an SDK: recovery on entry, syncing, and the write path's hooks.
 
-:class:`WalJournal` is the ``Journal`` of the write buffer (``_buffer.py``).
-The records themselves reach the log through :class:`WalPacker`, which the
-buffer uses as its open message, so the per-record hook has nothing to do;
-``closed`` maps the message's seq to its frame and asks for a sync,
-``finished`` logs acknowledgements (or leaves the frame for the next start
-when a message was neither delivered nor spooled). A syncer task coalesces
+The records reach the log through :class:`WalPacker`, which the write buffer
+uses as its open message, so the log needs no per-record hook (the SDK does
+not install it as the buffer's ``journal``, whose per-line call would cost a
+call per record). The SDK wraps the buffer's ``submit`` and delivery's
+``on_finished`` instead: ``closed`` maps the message's seq to its frame and
+asks for a sync, ``finished`` logs acknowledgements (or leaves the frame for
+the next start when a message was neither delivered nor spooled). A syncer task coalesces
 sync requests into ``fdatasync`` calls in a worker thread (group commit).
 """
 
@@ -197,10 +198,27 @@ class WalJournal:
         if in_flight:
             await wait_through(in_flight[-1])
 
-    # -- the write path's hooks (Journal) ----------------------------------------------
+    # -- the write path's hooks ------------------------------------------------------
 
-    def line(self, body: bytes, tail: bytes) -> None:
-        """Nothing to do: the packer wrote the record into the log."""
+    def closed_before(self, submit: Callable[[Message], None]) -> Callable[[Message], None]:
+        """``submit`` (closed messages to delivery), noting each message's frame first."""
+
+        def submit_logged(message: Message) -> None:
+            self.closed(message)
+            submit(message)
+
+        return submit_logged
+
+    def finished_after(
+        self, release: Callable[[Sequence[Message], bool], None]
+    ) -> Callable[[Sequence[Message], bool], None]:
+        """``release`` (finished messages to the buffer), then logging their outcome."""
+
+        def release_logged(messages: Sequence[Message], delivered: bool) -> None:
+            release(messages, delivered)
+            self.finished(messages, delivered)
+
+        return release_logged
 
     def closed(self, message: Message) -> None:
         frame = self._resending

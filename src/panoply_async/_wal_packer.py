@@ -106,6 +106,16 @@ class WalPacker(Packer):
         self.room -= len(line)
         return finished
 
+    def extend(self, lines: bytes | bytearray | memoryview, records: int) -> None:
+        if not self.records:
+            self._begin()
+        p = self._pos + len(lines)
+        self._view[self._pos : p] = lines
+        self._pos = p
+        self._words[self._length_word] = p - self._at
+        self.records += records
+        self.room -= len(lines)
+
     def add_record(self, body: bytes, tail: bytes) -> tuple[bytes, int] | None:
         finished = None
         if self.size + len(body) + len(tail) > self._body_limit:

@@ -1,0 +1,82 @@
+"""Encoding a batch of records for ``write_many()`` (pure: no I/O, no state).
+
+:func:`encode_batch` is the fast path: every line of the batch in one buffer,
+with one ``orjson.dumps`` per record and nothing else per record that Python
+executes; :func:`encode_each` is the general path, record by record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import repeat
+from typing import Any
+
+from orjson import dumps as _dumps
+
+from ._encoding import NONCHARACTER_LEAD, TABLE_KEY, Encoder
+from ._encoding import default as _default
+
+__all__ = ["encode_batch", "encode_each"]
+
+_dict_contains = dict.__contains__
+
+
+def encode_batch(
+    records: list[Mapping[str, Any]], tail: bytes, line_limit: int
+) -> bytearray | None:
+    """All the lines of ``records`` (each ``body[:-1] + b"," + tail``) in one buffer,
+    or None when a record needs the general encoder: not a non-empty dict, a
+    ``__table`` key, a type orjson refuses, a noncharacter to escape, or a line
+    longer than ``line_limit``.
+
+    Each body is copied into the shared buffer at once (a body kept alive keeps
+    orjson's 4 KiB output buffer with it) and its closing brace overwritten in
+    place. Lines can be found again by their newline: JSON output holds no raw
+    newline, and the encoder's ``default`` only adds numbers.
+    """
+    try:
+        # dict.__contains__ refuses anything but a dict (or a subclass, which
+        # orjson writes as a dict); empty records need the general encoder.
+        if any(map(_dict_contains, records, repeat(TABLE_KEY))) or not all(records):
+            return None
+    except TypeError:
+        return None
+    lines = bytearray()
+    dumps, default = _dumps, _default
+    try:
+        for data in records:
+            lines += dumps(data, default)  # positional: no keyword parsing
+            lines[-1] = 0x2C  # ','
+            lines += tail
+    except TypeError:
+        return None
+    if NONCHARACTER_LEAD in lines:
+        return None
+    if len(lines) > line_limit and max(map(len, lines.split(b"\n"))) + 1 > line_limit:
+        return None
+    return lines
+
+
+def encode_each(
+    encoder: Encoder, table: str, records: list[Mapping[str, Any]], tail: bytes
+) -> tuple[list[bytes], set[int]]:
+    """Encode record by record: bodies for ``Packer.append_record`` where orjson
+    takes the record as it is, else whole lines from ``encoder`` (their ids in the
+    returned set). Raises the encoder's :class:`RecordError` for a bad record."""
+    body_limit = encoder.max_line_bytes - len(tail)
+    bodies: list[bytes] = []
+    general: set[int] = set()
+    append, dumps, default = bodies.append, _dumps, _default
+    for data in records:
+        if type(data) is dict and TABLE_KEY not in data:
+            try:
+                body = dumps(data, default=default)
+            except TypeError:
+                body = b""
+            if 2 < len(body) <= body_limit and NONCHARACTER_LEAD not in body:
+                append(body)
+                continue
+        line = encoder.encode(table, data)
+        general.add(id(line))
+        append(line)
+    return bodies, general
