@@ -373,7 +373,7 @@ class WriteBuffer:
 
     def submit_recovered(self, body: bytes, records: int) -> int:
         """Count a message recovered from a write-ahead log as accepted and submit
-        it (the journal maps it to its frame); returns its seq."""
+        it (the log maps it to its frame); returns its seq."""
         self.buffered += len(body)
         self._stats.records_accepted += records
         self._stats.records_pending += records
