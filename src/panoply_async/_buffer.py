@@ -162,7 +162,8 @@ class WriteBuffer:
         Every record is encoded before any is buffered, so a bad record raises
         and none of ``records`` is accepted. Cheaper per record than ``write()``.
         If cancelled while waiting for buffer room, the records before the
-        wait were accepted and the others were not.
+        wait were accepted and the others were not; if the SDK's drain passes
+        ``shutdown_timeout`` meanwhile, ``RuntimeError`` says how many were.
         """
         if not self.accepting:
             raise self._not_open("write_many")

@@ -316,7 +316,8 @@ class SDK:
         Every record is encoded before any is buffered, so a bad record raises
         and none of ``records`` is accepted. Cheaper per record than ``write()``.
         If cancelled while waiting for buffer room, the records before the
-        wait were accepted and the others were not.
+        wait were accepted and the others were not; if the SDK's drain passes
+        ``shutdown_timeout`` meanwhile, ``RuntimeError`` says how many were.
         """
         return await self._buffer.write_many(table, records)
 
