@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import connector_path, cpu, latency, throughput, wal
+from . import connector_path, cpu, latency, throughput
 from .records import KINDS, Record, line_bytes, make_pool, take
 from .report import Results, Row, machine_info, to_markdown, write_outputs
 from .server import ServerProcess
+from .wal import figures as wal_figures
 
 SQS_LIMIT = throughput.SQS_LIMIT
 MEGABYTE = 1e6
@@ -487,8 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     with ServerProcess() as server:
         print(f"local SQS server (own process) at {server.endpoint_url}", flush=True)
         server_figures(results, sizes, server.endpoint_url)
+        wal_figures(results, quick=args.quick, endpoint=server.endpoint_url)
         latency_figures(results, sizes, server.endpoint_url)
-        wal.figures(results, quick=args.quick, endpoint=server.endpoint_url)
     memory_figures(results, sizes)
     results.commands.append(
         f"python -m benchmarks.memory --records {sizes.memory_records} --interval {MEMORY_INTERVAL}"
