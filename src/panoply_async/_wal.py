@@ -3,7 +3,8 @@
 A log directory holds segment files ``wal-N.seg`` (memory-mapped, preallocated,
 never reused), one acknowledgement file ``wal-N.ack`` per segment and a
 ``lock`` file held with ``flock`` by the one process using the directory. The
-format is in ``_wal_format``; the open message's body is built directly in a
+format is in ``_wal_format``, one segment file's handling in ``_wal_segment``;
+the open message's body is built directly in a
 mapped frame by ``_wal_packer.WalPacker``, so a record is in the kernel's page
 cache, and survives the death of the process, when ``write()`` returns.
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
-import mmap
 import os
 import zlib
 from collections.abc import Iterable
@@ -37,12 +37,9 @@ from ._wal_format import (
     LOCK_NAME,
     OPEN,
     SEALED,
-    SEG_HEADER,
     SEG_HEADER_SIZE,
     SEG_NAME,
-    SEGMENT_MAGIC,
     SPOOLED,
-    VERSION,
     DroppedRange,
     RecoveredFrame,
     RecoveryReport,
@@ -52,6 +49,7 @@ from ._wal_format import (
     seg_name,
 )
 from ._wal_packer import WalPacker
+from ._wal_segment import Segment, create_segment, fdatasync_all, unmap
 
 __all__ = [
     "DELIVERED",
@@ -82,27 +80,6 @@ def queue_digest(queue_name: str) -> bytes:
     return hashlib.sha256(b"panoply-wal\0" + queue_name.encode("utf-8")).digest()[:16]
 
 
-class _Segment:
-    """One mapped segment file this process writes, or one recovered from disk."""
-
-    def __init__(self, segno: int, size: int) -> None:
-        self.segno = segno
-        self.size = size
-        self.fd = -1
-        self.ack_fd = -1
-        self.mm: mmap.mmap | None = None
-        #: bytes and 32-bit words of the mapping (slicing a memoryview is cheaper)
-        self.view: memoryview | None = None
-        self.words: memoryview | None = None
-        self.pos = SEG_HEADER_SIZE
-        #: frames in this process's delivery queue or in flight
-        self.pending: set[int] = set()
-        #: frames this process gave up on without spooling: kept for the next start
-        self.kept = 0
-        self.active = False
-        self.dirty = False
-
-
 class WriteAheadLog:
     """The segments in one directory, owned by one process at a time.
 
@@ -130,11 +107,11 @@ class WriteAheadLog:
         self._lock_fd = -1
         self._dir_fd = -1
         self._dir_dirty = False
-        self._segments: dict[int, _Segment] = {}
+        self._segments: dict[int, Segment] = {}
         self._frame_segment: dict[int, int] = {}
-        self._active: _Segment | None = None
+        self._active: Segment | None = None
         #: a segment created ahead, in a worker thread, for the next rotation
-        self._spare: _Segment | None = None
+        self._spare: Segment | None = None
         self._preparing = False
         self._next_segno = 1
         self._next_frame = 1
@@ -181,7 +158,7 @@ class WriteAheadLog:
             fdatasync_all([os.dup(fd) for fd in self._stay_fds()])
         finally:
             for segment in list(self._segments.values()):
-                self._unmap(segment)
+                unmap(segment)
             self._segments.clear()
             for fd in (self._dir_fd, self._lock_fd):
                 if fd >= 0:
@@ -220,7 +197,7 @@ class WriteAheadLog:
         # A new segment is needed; the full one is retired unless frames hold it.
         return self.busy_bytes + self.segment_bytes <= self.max_bytes
 
-    def _fits(self, segment: _Segment) -> bool:
+    def _fits(self, segment: Segment) -> bool:
         return segment.pos + FRAME_HEADER_SIZE + self._frame_limit <= segment.size
 
     def begin_frame(self) -> tuple[memoryview, memoryview, int, int]:
@@ -251,7 +228,7 @@ class WriteAheadLog:
         segment.pos = align8(payload_at + len(body))
         segment.dirty = True
 
-    def _rotate(self) -> _Segment:
+    def _rotate(self) -> Segment:
         if self._active is not None:
             previous, self._active = self._active, None
             previous.active = False
@@ -276,7 +253,11 @@ class WriteAheadLog:
         self._next_segno += 1
         return self._next_segno - 1
 
-    def add_spare(self, segment: _Segment | None) -> None:
+    def create_segment(self, segno: int) -> Segment:
+        """Segment file ``segno``, created and mapped (a worker thread may call this)."""
+        return create_segment(self.directory, segno, self.segment_bytes, self._digest)
+
+    def add_spare(self, segment: Segment | None) -> None:
         """The segment :meth:`reserve_spare` asked for (None if creating it failed)."""
         self._preparing = False
         if segment is not None and self._lock_fd < 0:  # closed meanwhile
@@ -284,41 +265,8 @@ class WriteAheadLog:
         elif segment is not None:
             self._spare = segment
 
-    def create_segment(self, segno: int) -> _Segment:
-        """Create, allocate, zero and map segment file ``segno``. Touches no shared
-        state, so a worker thread may run it while the event loop appends."""
-        segment = _Segment(segno, self.segment_bytes)
-        path = self.directory / seg_name(segno, "seg")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            # The header first: a crash while preparing leaves a segment without
-            # frames, which recovery removes without a report.
-            header = bytearray(SEG_HEADER_SIZE)
-            SEG_HEADER.pack_into(
-                header, 0, SEGMENT_MAGIC, VERSION, SEG_HEADER_SIZE, segno, self._digest, 0
-            )
-            header[60:64] = zlib.crc32(header[0:60]).to_bytes(4, "little")
-            os.pwrite(fd, header, 0)
-            # Allocated now so that a full disk is an OSError here, never a
-            # SIGBUS on a store into the mapping.
-            os.posix_fallocate(fd, 0, segment.size)
-            # Written once with zeros: appends then find their pages in the page
-            # cache with blocks allocated, which halves the cost of the page
-            # faults that stores into a fresh mapping take (measured).
-            zeros = bytes(1 << 20)
-            for offset in range(SEG_HEADER_SIZE, segment.size, len(zeros)):
-                os.pwrite(fd, zeros[: segment.size - offset], offset)
-            mm = mmap.mmap(fd, segment.size)
-        except BaseException:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            raise
-        segment.fd, segment.mm, segment.view = fd, mm, memoryview(mm)
-        segment.words = segment.view.cast("I")
-        return segment
-
-    def _discard(self, segment: _Segment) -> None:
-        self._unmap(segment)
+    def _discard(self, segment: Segment) -> None:
+        unmap(segment)
         (self.directory / seg_name(segment.segno, "seg")).unlink(missing_ok=True)
 
     # -- acknowledgements and retirement -------------------------------------------
@@ -362,29 +310,16 @@ class WriteAheadLog:
                 segment.ack_fd = os.open(path, flags, 0o600)
             os.write(segment.ack_fd, b"".join(entries))
 
-    def _maybe_retire(self, segment: _Segment) -> None:
+    def _maybe_retire(self, segment: Segment) -> None:
         if not segment.active and not segment.pending and not segment.kept:
             self._retire(segment)
 
-    def _retire(self, segment: _Segment) -> None:
-        self._unmap(segment)
+    def _retire(self, segment: Segment) -> None:
+        unmap(segment)
         del self._segments[segment.segno]
         for kind in ("seg", "ack"):
             (self.directory / seg_name(segment.segno, kind)).unlink(missing_ok=True)
         self._dir_dirty = True
-
-    def _unmap(self, segment: _Segment) -> None:
-        for view in (segment.words, segment.view):
-            if view is not None:
-                view.release()
-        segment.words = segment.view = None
-        if segment.mm is not None:
-            segment.mm.close()
-            segment.mm = None
-        for fd in (segment.fd, segment.ack_fd):
-            if fd >= 0:
-                os.close(fd)
-        segment.fd = segment.ack_fd = -1
 
     # -- syncing -------------------------------------------------------------------
 
@@ -454,7 +389,7 @@ class WriteAheadLog:
                 ack_name, ack_path.read_bytes() if ack_path.exists() else b""
             )
             report.dropped.extend(ack_dropped)
-            segment = _Segment(segno, len(data))
+            segment = Segment(segno, len(data))
             self._segments[segno] = segment
             report.segments += 1
             for frame_id, body, records, sealed in found:
@@ -469,13 +404,3 @@ class WriteAheadLog:
         for segment in list(self._segments.values()):
             self._maybe_retire(segment)
         return frames, report
-
-
-def fdatasync_all(fds: list[int]) -> None:
-    """Flush each descriptor's data to stable storage, then close it (worker thread)."""
-    try:
-        for fd in fds:
-            os.fdatasync(fd)
-    finally:
-        for fd in fds:
-            os.close(fd)
