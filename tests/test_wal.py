@@ -305,3 +305,26 @@ def test_the_secret_is_never_on_disk(tmp_path: Path, vector_credentials: tuple[s
         data = path.read_bytes()
         for needle in needles:
             assert needle not in data, (path.name, needle)
+
+
+def test_a_segment_prepared_ahead_is_used_and_a_crash_leaves_nothing_to_report(
+    tmp_path: Path,
+) -> None:
+    wal = make_log(tmp_path / "wal")
+    wal.recover()
+    segno = wal.reserve_spare()
+    assert segno is not None
+    assert wal.reserve_spare() is None  # one at a time
+    wal.add_spare(wal.create_segment(segno))
+    packer = wal.packer(LIMIT)
+    packer.append_record(body(1), TAIL)  # the first frame goes into the prepared segment
+    assert [p.name for p in segment_files(tmp_path / "wal")] == [f"wal-{segno:012d}.seg"]
+    packer.take()
+    spare = wal.reserve_spare()
+    assert spare is not None
+    wal.add_spare(wal.create_segment(spare))  # prepared, never written: then the crash
+    frames, report = reopen(wal).recover()
+    assert [f.records for f in frames] == [1]
+    assert report.dropped == []
+    assert report.empty_files == []
+    assert not (tmp_path / "wal" / f"wal-{spare:012d}.seg").exists()
