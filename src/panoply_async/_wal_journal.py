@@ -109,8 +109,10 @@ class WalJournal:
         self._undelivered = undelivered
         self._wakeup = anyio.Event()
         self._synced = anyio.Event()
-        await anyio.to_thread.run_sync(self._wal.open)
         try:
+            # Inside the try: a cancellation that lands while the thread takes the
+            # lock must still release it.
+            await anyio.to_thread.run_sync(self._wal.open)
             self._recovered, self.report = await anyio.to_thread.run_sync(self._wal.recover)
             await self._prepare_spare()
         except BaseException:
