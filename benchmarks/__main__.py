@@ -20,6 +20,7 @@ from . import connector_path, cpu, latency, latency_sweep, throughput
 from .records import KINDS, Record, line_bytes, make_pool, take
 from .report import Results, Row, machine_info, to_markdown, write_outputs
 from .server import ServerProcess
+from .wal import figures as wal_figures
 
 SQS_LIMIT = throughput.SQS_LIMIT
 MEGABYTE = 1e6
@@ -487,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     with ServerProcess() as server:
         print(f"local SQS server (own process) at {server.endpoint_url}", flush=True)
         server_figures(results, sizes, server.endpoint_url)
+        wal_figures(results, quick=args.quick, endpoint=server.endpoint_url)
         latency_figures(results, sizes, server.endpoint_url)
         sweep_sizes = latency_sweep.QUICK if args.quick else latency_sweep.FULL
         latency_sweep.sweep(results, sweep_sizes, server.endpoint_url)

@@ -31,6 +31,7 @@ from ._transport import (
     Transport,
 )
 from ._version import __version__
+from ._wal import WALError, WALLockedError
 from .datasource import (
     DataSource,
     Field,
@@ -92,6 +93,8 @@ __all__ = [
     "SyncSDK",
     "TokenValidationException",
     "Transport",
+    "WALError",
+    "WALLockedError",
     "WrongTypeOrValueError",
     "__version__",
     "background_progress",

@@ -73,6 +73,7 @@ class WriteBuffer:
         attributes_size: int,
         stats: Stats,
         not_open: Callable[[str], RuntimeError],
+        packer: Packer | None = None,
     ) -> None:
         self.encoder = Encoder(body_limit)
         self._tails = self.encoder.tails
@@ -80,7 +81,8 @@ class WriteBuffer:
         self._max_buffer = max_buffer_bytes
         self._flush_interval = flush_interval
         self._attributes_size = attributes_size
-        self._packer = Packer(body_limit)
+        # A write-ahead log's packer builds the open message in the log itself.
+        self._packer = packer or Packer(body_limit)
         self._stats = stats
         self._not_open = not_open
         #: where closed messages go (delivery's ``submit``)
@@ -280,7 +282,9 @@ class WriteBuffer:
         try:
             yielded = False
             while True:
-                if self.buffered + size > self._max_buffer:
+                # A write-ahead log's packer has no room while the log is full.
+                log_full = self._packer.room < 0 and not self._packer.records
+                if self.buffered + size > self._max_buffer or log_full:
                     await self._room_event.wait()
                 elif not yielded and self._packer.closes(size):
                     if self._packer.size + size > self._packer.body_limit:
@@ -367,6 +371,15 @@ class WriteBuffer:
         if self.journal is not None:
             self.journal.closed(message)
         self.submit(message)
+
+    def submit_recovered(self, body: bytes, records: int) -> int:
+        """Count a message recovered from a write-ahead log as accepted and submit
+        it (the log maps it to its frame); returns its seq."""
+        self.buffered += len(body)
+        self._stats.records_accepted += records
+        self._stats.records_pending += records
+        self._enqueue(body, records, "recover")
+        return self.next_seq - 1
 
     def release(self, messages: Sequence[Message], delivered: bool) -> None:
         """Messages finished (delivery calls this): free their room, wake writers."""

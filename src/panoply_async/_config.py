@@ -30,6 +30,8 @@ class SDKConfig:
     shutdown_timeout: float = 30.0
     spool_dir: str | os.PathLike[str] | None = None
     sign: bool = False
+    wal_dir: str | os.PathLike[str] | None = None
+    max_wal_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         def positive(name: str, value: object, *, integer: bool = False) -> None:
@@ -52,6 +54,14 @@ class SDKConfig:
         positive("backoff_max", self.backoff_max)
         positive("request_timeout", self.request_timeout)
         positive("shutdown_timeout", self.shutdown_timeout)
+        positive("max_wal_bytes", self.max_wal_bytes, integer=True)
+        if self.max_wal_bytes < 4 * self.max_message_bytes:
+            raise ConfigurationError(
+                "max_wal_bytes must be at least four times max_message_bytes "
+                f"({4 * self.max_message_bytes}), got {self.max_wal_bytes}"
+            )
+        if self.wal_dir is not None and not isinstance(self.wal_dir, (str, os.PathLike)):
+            raise ConfigurationError("wal_dir must be a path")
         if self.max_message_bytes < 1024:
             raise ConfigurationError("max_message_bytes must be at least 1024")
         if self.max_buffer_bytes < 2 * self.max_message_bytes:

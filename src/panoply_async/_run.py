@@ -213,6 +213,7 @@ class RunOptions:
     spool_dir: str | None = None
     shutdown_timeout: float = 30.0
     stopper: Stopper = field(default_factory=Stopper)
+    wal_dir: str | None = None
 
 
 @dataclass
@@ -273,7 +274,8 @@ async def run_connector(options: RunOptions, console: Console, outcome: RunOutco
         apikey, apisecret, endpoint_url, DryRunTransport() if options.dry_run else None)
     display = RunDisplay(console)
     sdk = SDK(apikey, apisecret, endpoint_url=endpoint_url, spool_dir=options.spool_dir,
-              transport=transport, shutdown_timeout=options.shutdown_timeout)
+              transport=transport, shutdown_timeout=options.shutdown_timeout,
+              wal_dir=options.wal_dir)
     clock = time.monotonic()
     try:
         with display:

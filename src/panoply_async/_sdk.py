@@ -38,6 +38,7 @@ from ._spool import SpoolFile, spool_files
 from ._stats import Stats
 from ._transport import SQSTransport, Transport
 from ._version import __version__
+from ._wal_journal import WalJournal
 
 if TYPE_CHECKING:
     from .datasource import DataSource
@@ -95,6 +96,8 @@ class SDK:
         spool_dir: str | os.PathLike[str] | None = None,
         sign: bool = False,
         transport: Transport | None = None,
+        wal_dir: str | os.PathLike[str] | None = None,
+        max_wal_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._credentials: Credentials = parse_credentials(apikey, apisecret)
         self._config = SDKConfig(
@@ -112,6 +115,8 @@ class SDK:
             shutdown_timeout=shutdown_timeout,
             spool_dir=spool_dir,
             sign=sign,
+            wal_dir=wal_dir,
+            max_wal_bytes=max_wal_bytes,
         )
         if transport is not None and not isinstance(transport, Transport):
             raise ConfigurationError("transport must implement open(), send() and aclose()")
@@ -145,6 +150,15 @@ class SDK:
         self._stats = Stats()
         self._state = _NEW
 
+        self._journal: WalJournal | None = None
+        if wal_dir is not None:
+            self._journal = WalJournal(
+                wal_dir,
+                queue_name=self._queue_url.rsplit("/", 1)[-1],
+                body_limit=body_limit,
+                max_wal_bytes=max_wal_bytes,
+            )
+
         # The parts, one per stage; the SDK wires them and owns their lifetimes.
         self._buffer = WriteBuffer(
             body_limit=body_limit,
@@ -153,7 +167,9 @@ class SDK:
             attributes_size=self._attributes_size,
             stats=self._stats,
             not_open=self._not_open,
+            packer=self._journal.packer if self._journal is not None else None,
         )
+        journal, release = self._journal, self._buffer.release
         self._delivery = Delivery(
             config=self._config,
             transport=self._transport,
@@ -161,9 +177,13 @@ class SDK:
             events=self._events,
             spool=self._spool,
             queue_url=self._queue_url,
-            on_finished=self._buffer.release,
+            on_finished=journal.finished_after(release) if journal else release,
         )
         self._buffer.submit = self._delivery.submit
+        if journal is not None:
+            # The log takes closed and finished messages here rather than as the
+            # buffer's journal: its packer holds every line, the per-line hook is moot.
+            self._buffer.submit = journal.closed_before(self._delivery.submit)
         if type(self).write is SDK.write and type(self).write_many is SDK.write_many:
             # The hot path: ``conn.write`` is the buffer's own bound method, so a
             # write costs no extra Python call (subclasses that override keep theirs).
@@ -228,12 +248,22 @@ class SDK:
             raise RuntimeError("an SDK instance can be entered only once; create a new one")
         self._buffer.start()
         self._delivery.start()
+        journal = self._journal
+        if journal is not None:
+            try:
+                await journal.open(self._delivery.undelivered)
+            except BaseException:
+                self._state = _CLOSED
+                raise
         redactor.add(self._credentials.apisecret)
         try:
             await self._transport.open()
         except BaseException:
             redactor.remove(self._credentials.apisecret)
             self._state = _CLOSED
+            if journal is not None:
+                with anyio.CancelScope(shield=True):
+                    await journal.aclose()
             raise
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -242,6 +272,21 @@ class SDK:
         task_group.start_soon(self._delivery.run)
         task_group.start_soon(self._buffer.run_timer)
         self._state = _OPEN
+        if journal is not None:
+            # What a previous process left goes out before any new write.
+            task_group.start_soon(journal.run_syncer)
+            try:
+                await journal.resend(
+                    self._buffer.submit_recovered,
+                    self._delivery.watermark.wait_through,
+                    lambda: self._buffer.buffered,
+                    self._config.max_buffer_bytes,
+                    self._stats,
+                    self._events,
+                )
+            except BaseException:
+                await self._shutdown()
+                raise
         self._buffer.accepting = True
         return self
 
@@ -288,6 +333,17 @@ class SDK:
             raise self._not_open("flush")
         self._buffer.close_open_message("flush")
         await self._delivery.watermark.wait_through(self._buffer.next_seq - 1)
+
+    async def sync(self) -> None:
+        """Return once every record accepted so far is on stable storage (``wal_dir``).
+
+        Without ``wal_dir`` there is nothing to sync and this returns at once.
+        Raises :class:`WALError` when the operating system reports a failed sync.
+        """
+        if not self._buffer.accepting:
+            raise self._not_open("sync")
+        if self._journal is not None:
+            await self._journal.sync()
 
     async def replay(self, path: str | os.PathLike[str]) -> ReplayResult:
         """Resend spooled messages from a spool file or directory to this SDK's queue.
@@ -427,3 +483,5 @@ class SDK:
                     await self._transport.aclose()
                 finally:
                     redactor.remove(self._credentials.apisecret)
+                    if self._journal is not None:
+                        await self._journal.aclose()

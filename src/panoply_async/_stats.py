@@ -24,6 +24,7 @@ class Stats:
         "records_delivered",
         "records_failed",
         "records_pending",
+        "records_recovered",
         "records_rejected",
         "records_replayed",
         "records_spooled",
@@ -41,6 +42,8 @@ class Stats:
         self.records_pending = 0
         self.records_rejected = 0
         self.records_replayed = 0
+        #: records a previous process left in the write-ahead log, sent again
+        self.records_recovered = 0
         self.messages_sent = 0
         self.messages_spooled = 0
         self.messages_failed = 0

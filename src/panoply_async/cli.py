@@ -255,11 +255,15 @@ def _collect_source(ctx: click.Context, module: Any, values: dict[str, Any],
                    "end) before spooling the rest.")
 @click.option("-v", "--verbose", is_flag=True,
               help="On a connector error, print the full traceback.")
+@click.option("--wal-dir", type=click.Path(file_okay=False),
+              help="Log every record here before sending; a crashed run's records are "
+              "resent by the next run with the same --wal-dir.")
 @click.pass_context
 def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str | None,
         endpoint_url: str | None, local: bool, dry_run: bool, state_file: Path | None,
         batch_size: int | None, source_json: str | None, spool_dir: str,
-        shutdown_timeout: float, verbose: bool, **params: Any) -> None:
+        shutdown_timeout: float, verbose: bool, wal_dir: str | None,
+        **params: Any) -> None:
     """Run the connector MODULE (an importable name, a .py file or a package directory).
 
     One option per CONFIG["params"] entry is added; see `panoply-async run MODULE --help`.
@@ -275,6 +279,10 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
     loaded = ctx.meta.get("panoply.module") or _load_module(module)
     if local and dry_run:
         fail("--local and --dry-run exclude each other", EXIT_USAGE)
+    if dry_run and wal_dir is not None:
+        # A dry run "acknowledges" everything it prints: recovering a real run's log
+        # into it would retire records that never reached SQS.
+        fail("--dry-run and --wal-dir exclude each other", EXIT_USAGE)
     if not (local or dry_run):
         apikey, apisecret = require_credentials(apikey, apisecret)
     elif apikey and apisecret:
@@ -292,7 +300,7 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
         endpoint_url=endpoint_url, local=local, dry_run=dry_run,
         state_file=StateFile(state_file) if state_file is not None else None,
         batch_size=batch_size, spool_dir=spool_dir, shutdown_timeout=shutdown_timeout,
-        stopper=stopper,
+        stopper=stopper, wal_dir=wal_dir,
     )
     try:
         load_state(options)

@@ -37,9 +37,11 @@ from ._exceptions import (
 
 if TYPE_CHECKING:
     from ._contract import ConnectorError
-    from ._scaffold import ScaffoldError
     from ._run import StateFileError
+    from ._scaffold import ScaffoldError
     from ._transport import SendError
+    from ._wal import WALError, WALLockedError
+    from ._wal_journal import WALRecoveryError
     from .ssh import SSHTunnelConfigError, SSHTunnelError
 
 __all__ = [
@@ -65,6 +67,9 @@ __all__ = [
     "SendError",
     "StateFileError",
     "TokenValidationException",
+    "WALError",
+    "WALLockedError",
+    "WALRecoveryError",
     "WrongTypeOrValueError",
     "code_for",
     "normalise",
@@ -81,6 +86,9 @@ _DEFINED_ELSEWHERE = {
     "ScaffoldError": "._scaffold",
     "SendError": "._transport",
     "StateFileError": "._run",
+    "WALError": "._wal",
+    "WALLockedError": "._wal",
+    "WALRecoveryError": "._wal_journal",
     "SSHTunnelConfigError": ".ssh",
     "SSHTunnelError": ".ssh",
 }
