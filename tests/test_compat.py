@@ -390,3 +390,16 @@ def test_legacy_connector_local(tmp_path: Path) -> None:
     assert "legacy_connector: 9" in arrived
     assert "legacy_contacts: 2" in arrived
     assert "closed" in done.stderr  # its plain close() ran
+
+
+def test_aliasing_keeps_the_modules_own_spec() -> None:
+    import importlib
+    import importlib.util
+
+    from panoply_async import compat
+
+    compat.install()
+    importlib.import_module("panoply.errors.exceptions")
+    for name in ("panoply_async.compat", "panoply_async.compat.errors.exceptions"):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.name == name and spec.origin is not None

@@ -29,12 +29,20 @@ class _AliasLoader(importlib.abc.Loader):
 
     def __init__(self, target: str) -> None:
         self.target = target
+        self._own_spec: importlib.machinery.ModuleSpec | None = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self._own_spec = module.__spec__
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        """Nothing to run: the module was imported under its own name."""
+        """Nothing to run: the module was imported under its own name. The import
+        system has just given it the alias's spec; it keeps its own, so that
+        ``importlib.reload``, ``find_spec`` and pickling still see
+        ``panoply_async.compat.<name>``."""
+        if self._own_spec is not None:
+            module.__spec__ = self._own_spec
 
 
 class _CompatFinder(importlib.abc.MetaPathFinder):
