@@ -402,4 +402,6 @@ def test_aliasing_keeps_the_modules_own_spec() -> None:
     importlib.import_module("panoply.errors.exceptions")
     for name in ("panoply_async.compat", "panoply_async.compat.errors.exceptions"):
         spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.name == name and spec.origin is not None
+        assert spec is not None
+        assert spec.name == name
+        assert spec.origin is not None
