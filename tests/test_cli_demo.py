@@ -6,7 +6,7 @@ import re
 import signal
 import subprocess
 
-from cli_child import SCRIPT, Child
+from cli_child import SCRIPT, Child  # children start with SIGINT and SIGTERM at SIG_DFL
 
 
 def test_demo_checks_every_record() -> None:

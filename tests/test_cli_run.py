@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_child import SCRIPT, Child
+from cli_child import SCRIPT, Child  # children start with SIGINT and SIGTERM at SIG_DFL
 from panoply_async.testing import LocalQueue
 
 CONNECTOR = '''

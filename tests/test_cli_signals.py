@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_child import Child
+from cli_child import Child  # children start with SIGINT and SIGTERM at SIG_DFL
 from faultproxy import unused_endpoint_url
 from panoply_async.local import make_credentials
 from panoply_async.testing import LocalQueue
