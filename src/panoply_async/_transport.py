@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ._concurrency import THROTTLING_CODES
 from ._exceptions import PanoplyError
 
 __all__ = [
@@ -86,17 +87,10 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-# Error codes that mean "try again later": throttling and server-side trouble.
-RETRYABLE_CODES = frozenset(
+# Error codes that mean "try again later": throttling (which the concurrency
+# controller also answers by sending less) and server-side trouble.
+RETRYABLE_CODES = THROTTLING_CODES | frozenset(
     {
-        "RequestThrottled",
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "KmsThrottled",
         "ServiceUnavailable",
         "InternalError",
         "InternalFailure",
