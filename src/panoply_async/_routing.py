@@ -59,15 +59,10 @@ class TableRouter:
         return None if self.fields else self.template
 
     def table(self, record: Mapping[str, Any], resource_id: str | None = None) -> str:
-        if resource_id is not None and not self.groups_use_template:
-            return resource_id
-        if self.template is None:
-            raise PanoplyException(
-                "the source has neither 'destination' nor 'type': records have no table",
-                retryable=False,
-            )
-        if not self.fields:
-            return self.template
+        fixed = self.fixed(resource_id)
+        if fixed is not None:
+            return fixed
+        assert self.template is not None  # fixed() raised otherwise
         values = _Fields(record)
         if resource_id is not None:
             values.setdefault("resource_id", resource_id)
