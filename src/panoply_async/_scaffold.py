@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import keyword
 import re
 import sys
+from importlib import metadata
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from ._exceptions import PanoplyError
 from ._version import __version__
@@ -102,15 +105,33 @@ panoply-async run {name} --local          # run it, see what arrives
 _GENERIC_SDK = "../panoply-async"
 
 
-def _sdk_location() -> str:
-    """Where this panoply-async was installed from, when that is a clone of its repository."""
-    root = Path(__file__).resolve().parents[2]
-    pyproject = root / "pyproject.toml"
+def _is_clone(root: Path) -> bool:
     try:
-        text = pyproject.read_text(encoding="utf-8")
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
     except OSError:
+        return False
+    return 'name = "panoply-async"' in text
+
+
+def _sdk_location() -> str:
+    """Where this panoply-async was installed from, when that is a clone of its repository:
+    the source tree it runs from (an editable install), else the directory that pip
+    recorded in the distribution's ``direct_url.json`` (PEP 610; a plain ``pip install
+    CLONE``)."""
+    root = Path(__file__).resolve().parents[2]
+    if _is_clone(root):
+        return str(root)
+    try:
+        recorded = json.loads(metadata.distribution("panoply-async").read_text(
+            "direct_url.json") or "{}")
+    except (metadata.PackageNotFoundError, ValueError):
         return _GENERIC_SDK
-    return str(root) if 'name = "panoply-async"' in text else _GENERIC_SDK
+    url = recorded.get("url", "") if isinstance(recorded, dict) else ""
+    if url.startswith("file://"):
+        source = Path(unquote(urlparse(url).path))
+        if source.is_dir() and _is_clone(source):
+            return str(source)
+    return _GENERIC_SDK
 
 
 def _shadowed(name: str) -> str | None:
