@@ -1,6 +1,7 @@
 """The write path on its own (in-memory transport): write_many()'s batch fast path
-packs exactly like write() one by one, falls back to the general encoder where it
-must, and passes every accepted line through the journal seam."""
+packs exactly like write() one by one (for any batch: a property test), falls back
+to the general encoder where it must, and passes every accepted line through the
+journal seam."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import decimal
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from panoply_async import SDK, MemoryTransport, Message, RecordError, decode_body
 from panoply_async._buffer import Journal
@@ -134,3 +138,101 @@ async def test_every_accepted_line_passes_the_journal(vector_credentials: tuple[
     assert journal.lines == sent
     assert [m.body for m in journal.closed] == transport.bodies
     assert sorted(journal.finished) == [(m.seq, True) for m in journal.closed]
+
+
+# -- write_many() against write() one by one, for any batch --------------------
+
+# About the smallest body the SDK allows (~1 KiB after the attributes), so records
+# near and over the line limit are cheap.
+OPTIONS: dict[str, Any] = {"max_message_bytes": 1200, "flush_interval": 3600}
+
+# Strings that look like the batch path's record boundary, or like the wire's own key.
+TRICKY = st.sampled_from(
+    ["},{", "{}", '"},{"', "[{},{}]", "__table", '"__table":', "\n", "é", "€", "😀", "\ufffe", ""]
+)
+TEXT = st.one_of(TRICKY, st.text(max_size=12), st.lists(TRICKY, max_size=4).map("".join))
+KEYS = st.one_of(st.sampled_from(["id", "__table", "a", "", "},{"]), st.text(max_size=6))
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),  # past 64 bits: the general encoder
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    TEXT,
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(KEYS, inner, max_size=3)),
+    max_leaves=8,
+)
+# Near the line limit, both sides of it.
+PADDING = st.integers(min_value=0, max_value=1100).map(lambda n: "p" * n)
+ANY_RECORD = st.one_of(
+    st.dictionaries(KEYS, VALUES, max_size=4),  # includes {}
+    st.builds(lambda r, pad: {**r, "pad": pad}, st.dictionaries(KEYS, VALUES, max_size=2), PADDING),
+    st.dictionaries(st.sampled_from(["id", "v", "w"]), SCALARS, min_size=1),  # the common case
+)
+BATCHES = st.lists(st.lists(ANY_RECORD, max_size=12), min_size=1, max_size=4)
+
+
+Sent = tuple[list[bytes], list[bytes], list[tuple[type[BaseException], str] | None]]
+
+
+async def _send(
+    credentials: tuple[str, str], batches: list[list[dict[str, Any]]], many: bool
+) -> Sent:
+    """(bodies, journal lines, error per batch) after writing ``batches``."""
+    transport = MemoryTransport()
+    errors: list[tuple[type[BaseException], str] | None] = []
+    async with SDK(*credentials, transport=transport, **OPTIONS) as conn:
+        journal = attach(conn)
+        for batch in batches:
+            if many:
+                try:
+                    assert await conn.write_many("t", batch) == len(batch)
+                    errors.append(None)
+                except Exception as exc:
+                    errors.append((type(exc), str(exc)))
+                continue
+            # write() one by one, all-or-nothing like write_many(): find the first
+            # bad record before writing any.
+            error = None
+            async with SDK(*credentials, transport=MemoryTransport(), **OPTIONS) as probe:
+                for record in batch:
+                    try:
+                        await probe.write("t", record)
+                    except Exception as exc:
+                        error = (type(exc), str(exc))
+                        break
+            errors.append(error)
+            if error is None:
+                for record in batch:
+                    await conn.write("t", record)
+        accepted = conn.stats.records_accepted
+    assert accepted == sum(len(b) for b, e in zip(batches, errors, strict=True) if e is None)
+    return transport.bodies, journal.lines, errors
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=BATCHES)
+def test_write_many_is_write_one_by_one(
+    vector_credentials: tuple[str, str], batches: list[list[dict[str, Any]]]
+) -> None:
+    one = anyio.run(_send, vector_credentials, batches, False)
+    many = anyio.run(_send, vector_credentials, batches, True)
+    assert many == one  # bodies byte for byte, journal lines, errors
+
+
+def test_a_boundary_inside_a_string_or_a_list_is_not_a_record_boundary(
+    vector_credentials: tuple[str, str],
+) -> None:
+    batch = [
+        {"id": 0, "s": "},{"},
+        {"id": 1, "l": [{"a": 1}, {"b": 2}]},
+        {"id": 2, "d": decimal.Decimal("1.5")},
+    ]
+    one = anyio.run(_send, vector_credentials, [batch], False)
+    many = anyio.run(_send, vector_credentials, [batch], True)
+    assert many == one
+    assert one[0]  # sent
+    assert one[2] == [None]  # no error

@@ -180,7 +180,7 @@ class WriteBuffer:
         await self._append_lines(lines, len(records))
         return len(records)
 
-    async def _append_lines(self, lines: bytearray, count: int) -> None:
+    async def _append_lines(self, lines: bytes | bytearray, count: int) -> None:
         """Buffer ``count`` whole lines: as many at a time as the open message and
         the buffer bound allow; a line that does not fit goes through ``_accept``
         (which closes the message, or waits for room)."""
