@@ -236,3 +236,20 @@ def test_a_boundary_inside_a_string_or_a_list_is_not_a_record_boundary(
     assert many == one
     assert one[0]  # sent
     assert one[2] == [None]  # no error
+
+
+def test_batches_after_a_miss_skip_the_one_call_path_and_still_match_write(
+    vector_credentials: tuple[str, str],
+) -> None:
+    # The first batch makes the one-call path miss ("},{" inside records); the
+    # batches after it go record by record for a while, bad records included,
+    # then the one-call path is tried again: the bytes never differ from write().
+    nested = [{"id": i, "l": [{"a": i}, {"b": i}]} for i in range(5)]
+    flat = [{"id": i, "s": "x" * i} for i in range(5)]
+    bad = [{"id": 1}, {"id": 2, "o": object()}]
+    batches = [nested, flat, bad, *([flat] * 20), nested, flat]
+    one = anyio.run(_send, vector_credentials, batches, False)
+    many = anyio.run(_send, vector_credentials, batches, True)
+    assert many == one
+    assert one[2][2] is not None  # the bad batch was refused
+    assert one[2].count(None) == len(batches) - 1

@@ -9,36 +9,56 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 from orjson import dumps as _dumps
 
 from ._encoding import NONCHARACTER_LEAD, TABLE_KEY, Encoder
 from ._encoding import default as _default
 
-__all__ = ["encode_batch", "encode_each"]
+__all__ = ["BatchLines", "encode_batch", "encode_each"]
 
 _dict_contains = dict.__contains__
+#: average record size (bytes of JSON) up to which one call for the batch pays off
+WHOLE_MAX_AVERAGE = 512
 # Between two objects in orjson's output of a list of dicts (it writes no spaces).
 _BOUNDARY = b"},{"
 
 
+class BatchLines(NamedTuple):
+    """What :func:`encode_batch` made: the lines, and whether the one-call path
+    is worth taking for the next batch of such records (False: it missed and the
+    batch was serialised record by record, or its records are too large for it
+    to pay off)."""
+
+    lines: bytes | bytearray
+    whole: bool
+
+
 def encode_batch(
-    records: list[Mapping[str, Any]], tail: bytes, line_limit: int
-) -> bytes | bytearray | None:
+    records: list[Mapping[str, Any]], tail: bytes, line_limit: int, *, whole: bool = True
+) -> BatchLines | None:
     """All the lines of ``records`` (each ``body[:-1] + b"," + tail``) in one buffer,
     or None when a record needs the general encoder: not a non-empty dict, a
     ``__table`` key, a type orjson refuses, a noncharacter to escape, or a line
     longer than ``line_limit``.
 
+    ``whole=False`` skips the one-call attempt: the caller saw it miss on this
+    kind of record (see :class:`BatchLines`) and would pay for orjson twice.
     Lines can be found again by their newline: JSON output holds no raw newline,
     and the encoder's ``default`` only adds numbers.
     """
+    # dict.__contains__ refuses anything but a dict (or a subclass, which
+    # orjson writes as a dict); empty records need the general encoder.
     try:
-        # dict.__contains__ refuses anything but a dict (or a subclass, which
-        # orjson writes as a dict); empty records need the general encoder.
         if any(map(_dict_contains, records, repeat(TABLE_KEY))) or not all(records):
             return None
+    except TypeError:
+        return None
+    if not whole:
+        lines = _encode_one_by_one(records, tail, line_limit)
+        return None if lines is None else BatchLines(lines, whole=False)
+    try:
         # One call for the whole batch: orjson's per-call cost is about a third
         # of what it costs to write a ~100 B record.
         batch = _dumps(records, _default)
@@ -52,21 +72,25 @@ def encode_batch(
     # a record (a string, or dicts in a list): then the pieces are not records.
     bodies = batch[2:-2].split(_BOUNDARY)
     if len(bodies) != len(records):
-        return _encode_one_by_one(records, tail, line_limit)
+        lines = _encode_one_by_one(records, tail, line_limit)
+        return None if lines is None else BatchLines(lines, whole=False)
     # A line is "{" + body + "," + tail; no line can be longer than the batch.
     if len(batch) + len(tail) > line_limit and max(map(len, bodies)) + 2 + len(tail) > line_limit:
         return None
     separator = b"," + tail + b"{"
     bodies[0] = b"{" + bodies[0]
     bodies[-1] += separator[:-1]
-    return separator.join(bodies)
+    # For large records the copies of the split and join cost more than the
+    # per-call overhead saved: report a miss, so that the caller goes record by
+    # record for this table's next batches.
+    return BatchLines(separator.join(bodies), whole=len(batch) < WHOLE_MAX_AVERAGE * len(records))
 
 
 def _encode_one_by_one(
     records: list[Mapping[str, Any]], tail: bytes, line_limit: int
 ) -> bytearray | None:
-    """:func:`encode_batch` for records whose output holds "},{": one
-    ``orjson.dumps`` per record (``encode_batch`` checked everything else).
+    """:func:`encode_batch` record by record: one ``orjson.dumps`` each
+    (``encode_batch`` checked that they are non-empty dicts without ``__table``).
 
     Each body is copied into the shared buffer at once (a body kept alive keeps
     orjson's 4 KiB output buffer with it) and its closing brace overwritten in
@@ -74,10 +98,15 @@ def _encode_one_by_one(
     """
     lines = bytearray()
     dumps, default = _dumps, _default
-    for data in records:  # orjson took them all in the batch: no TypeError here
-        lines += dumps(data, default)  # positional: no keyword parsing
-        lines[-1] = 0x2C  # ','
-        lines += tail
+    try:
+        for data in records:
+            lines += dumps(data, default)  # positional: no keyword parsing
+            lines[-1] = 0x2C  # ','
+            lines += tail
+    except TypeError:
+        return None
+    if NONCHARACTER_LEAD in lines:
+        return None
     if len(lines) > line_limit and max(map(len, lines.split(b"\n"))) + 1 > line_limit:
         return None
     return lines

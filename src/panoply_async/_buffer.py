@@ -38,6 +38,9 @@ from ._transport import Message
 
 __all__ = ["Journal", "WriteBuffer"]
 
+#: batches of a table that skip the one-call serialisation after it missed
+WHOLE_BATCH_RETRY = 16
+
 
 class Journal(Protocol):
     """What the write path tells a write-ahead log (all calls are synchronous).
@@ -78,6 +81,7 @@ class WriteBuffer:
         self.encoder = Encoder(body_limit)
         self._tails = self.encoder.tails
         self._line_limit = body_limit
+        self._whole_batch_skips: dict[bytes, int] = {}
         self._max_buffer = max_buffer_bytes
         self._flush_interval = flush_interval
         self._attributes_size = attributes_size
@@ -174,10 +178,18 @@ class WriteBuffer:
             records = list(records)
         if not records:
             return 0
-        lines = encode_batch(records, tail, self._line_limit)
-        if lines is None:
+        # After the one-call path missed for a table (its records hold "},{"),
+        # the next batches of that table skip it for a while instead of paying
+        # for orjson twice; it is tried again now and then, as records change.
+        skip = self._whole_batch_skips.get(tail, 0)
+        encoded = encode_batch(records, tail, self._line_limit, whole=not skip)
+        if encoded is None:
             return await self._write_each(table, records, tail)
-        await self._append_lines(lines, len(records))
+        if skip:
+            self._whole_batch_skips[tail] = skip - 1
+        elif not encoded.whole:
+            self._whole_batch_skips[tail] = WHOLE_BATCH_RETRY
+        await self._append_lines(encoded.lines, len(records))
         return len(records)
 
     async def _append_lines(self, lines: bytes | bytearray, count: int) -> None:
