@@ -27,6 +27,17 @@ NAIVE_QUEUE_MESSAGES = 100
 WRITE_MANY_CHUNK = 1000
 
 
+async def write_all(conn: panoply_async.SDK, records: list[Record], write_many: bool) -> None:
+    """Every record to ``TABLE``: one ``write()`` each, or ``write_many()`` in chunks."""
+    if write_many:
+        for offset in range(0, len(records), WRITE_MANY_CHUNK):
+            await conn.write_many(TABLE, records[offset : offset + WRITE_MANY_CHUNK])
+    else:
+        write = conn.write
+        for record in records:
+            await write(TABLE, record)
+
+
 @dataclass(frozen=True)
 class Run:
     records: int
@@ -172,13 +183,7 @@ async def sdk(endpoint: str, records: list[Record], *, write_many: bool = False)
             # From the first write to the last acknowledgement (the end of the block);
             # opening the client is left out, as it is for the capacity run.
             clock.start()
-            if write_many:
-                for offset in range(0, len(records), WRITE_MANY_CHUNK):
-                    await conn.write_many(TABLE, records[offset : offset + WRITE_MANY_CHUNK])
-            else:
-                write = conn.write
-                for record in records:
-                    await write(TABLE, record)
+            await write_all(conn, records, write_many)
         clock.stop()
         stats = conn.stats
         if stats.records_delivered != len(records):

@@ -22,12 +22,12 @@ from pathlib import Path
 import panoply_async
 from panoply_async.local import make_credentials
 
-from .records import TABLE, Record, make_pool, take
+from .records import Record, make_pool, take
 from .report import Results, Row
 from .server import fresh_queue
+from .throughput import write_all
 
 SECTION = "write-ahead log (wal_dir)"
-WRITE_MANY_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -63,22 +63,12 @@ class Pass:
         return self.records / self.seconds
 
 
-async def _write_all(conn: panoply_async.SDK, records: list[Record], write_many: bool) -> None:
-    if write_many:
-        for offset in range(0, len(records), WRITE_MANY_CHUNK):
-            await conn.write_many(TABLE, records[offset : offset + WRITE_MANY_CHUNK])
-    else:
-        write = conn.write
-        for record in records:
-            await write(TABLE, record)
-
-
 async def _timed(conn: panoply_async.SDK, records: list[Record], write_many: bool) -> Pass:
     async with conn:
         # From the first write to the last acknowledgement (leaving the block);
         # opening the client and recovery are left out.
         wall, cpu, loop = time.perf_counter(), time.process_time(), time.thread_time()
-        await _write_all(conn, records, write_many)
+        await write_all(conn, records, write_many)
     loop = time.thread_time() - loop
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if conn.stats.records_delivered != len(records):
