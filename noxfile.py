@@ -115,4 +115,6 @@ def tests(session: nox.Session) -> None:
     session.env.pop("PYTHONPATH", None)
     session.install(".[test,local]")
     # No .pytest_cache: sessions of different interpreters would share it.
-    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
+    session.run(
+        "python", "-m", "pytest", "-p", "no:cacheprovider", "-m", "not main_only", *session.posargs
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 
 import panoply_async
-from panoply_async._sdk import SDK_NAME
+from panoply_async._engine.sdk import SDK_NAME
 
 from .legacy_style import LegacyStyleSender, http_poster
 from .records import TABLE, Record

@@ -20,10 +20,10 @@ import pytest
 import panoply_async
 import panoply_async.compat as compat
 from panoply_async import SDK, MemoryTransport, decode_body
-from panoply_async._legacy import call_read
-from panoply_async._pipeline import _close
-from panoply_async._sdk import SDK_NAME
-from panoply_async.compat import _install
+from panoply_async._engine.legacy_read import call_read
+from panoply_async._engine.pipeline import _close
+from panoply_async._engine.sdk import SDK_NAME
+from panoply_async.connectors import _panoply_alias as _install
 from panoply_async.local import make_credentials
 
 TESTS = Path(__file__).resolve().parent
@@ -86,7 +86,7 @@ def test_legacy_names_are_the_real_classes() -> None:
     )
     assert compat.errors.error_normalization.ERROR_CODES_REGISTRY is panoply_async.ERROR_CODES
     assert compat.SDK is compat.sdk.SDK
-    assert compat.SDK is importlib.import_module("panoply_async._legacy_sdk").SDK
+    assert compat.SDK is importlib.import_module("panoply_async.sync._legacy_sdk").SDK
     assert compat.to_record is panoply_async.to_record
     assert compat.records.to_record is panoply_async.to_record
     assert compat.__package_name__ + "-" + compat.__version__ == SDK_NAME

@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from panoply_async import SDK, Message, SendError, SendOutcome
-from panoply_async._concurrency import (
+from panoply_async._engine.concurrency import (
     DEFAULT_CEILING,
     INITIAL_LIMIT,
     PROBE_ROUNDS,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from panoply_async._contract import (
+from panoply_async.connectors._contract import (
     ConnectorError,
     check_connector,
     connector_name,

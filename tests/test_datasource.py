@@ -15,7 +15,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from panoply_async.datasource import (
+from panoply_async.connectors._datasource import (
     DataSource,
     RecordGroup,
     is_legacy_reader,

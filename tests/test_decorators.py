@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from panoply_async import decorators
-from panoply_async.datasource import DataSource
-from panoply_async.decorators import background_progress, validate_token
+from panoply_async.connectors import _decorators as decorators
+from panoply_async.connectors._datasource import DataSource
+from panoply_async.connectors._decorators import background_progress, validate_token
 from panoply_async.errors import (
     BackgroundTimeoutError,
     PanoplyException,

@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 import panoply_async
-from panoply_async._sdk import SDK as RealSDK
+import panoply_async.sync._sdk
+from panoply_async._engine.sdk import SDK as RealSDK
 from panoply_async.testing import LocalQueue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +131,10 @@ def test_doc_examples_run(
         pytest.skip("every block is marked not-run: "
                     + "; ".join(f"{b.where}: {b.skip_reason}" for b in blocks))
 
-    monkeypatch.setattr(panoply_async, "SDK", local_sdk_class(panoply_queue.endpoint_url))
+    local_sdk = local_sdk_class(panoply_queue.endpoint_url)
+    monkeypatch.setattr(panoply_async, "SDK", local_sdk)
+    # SyncSDK (and so the legacy-shaped compat.SDK) builds its SDK from its own module.
+    monkeypatch.setattr(panoply_async.sync._sdk, "SDK", local_sdk)
     monkeypatch.chdir(tmp_path)
     module_name = f"panoply_docs_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}"
     module = types.ModuleType(module_name)

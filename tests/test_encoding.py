@@ -25,7 +25,7 @@ from panoply_async import (
     decode_body,
     encode_record,
 )
-from panoply_async._encoding import Encoder, is_sqs_safe
+from panoply_async._wire.encoding import Encoder, is_sqs_safe
 
 
 def test_records_vectors_decode_to_delivered(vectors: dict[str, Any]) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import panoply_async
-from panoply_async import _exceptions, errors
-from panoply_async.datasource import DataSource
+from panoply_async import errors
+from panoply_async.connectors._datasource import DataSource
 from panoply_async.errors import (
     ERROR_CODES,
     BackgroundTimeoutError,
@@ -75,9 +75,14 @@ def test_legacy_names_and_their_defaults() -> None:
     assert isinstance(wrong, ValueError)
 
 
-def test_sdk_errors_are_re_exported() -> None:
-    for name in _exceptions.__all__:
-        assert getattr(errors, name) is getattr(_exceptions, name)
+SDK_ERRORS = ["ConfigurationError", "CredentialsError", "DecodeError", "DeliveryError",
+              "PanoplyError", "RecordError", "RecordTooLargeError", "RecordTypeError"]
+
+
+def test_sdk_errors_are_defined_in_errors_and_re_exported() -> None:
+    for name in SDK_ERRORS:
+        assert getattr(errors, name).__module__ == "panoply_async.errors"
+        assert getattr(panoply_async, name) is getattr(errors, name)
 
 
 def test_error_code_table_is_the_legacy_one() -> None:
@@ -275,7 +280,7 @@ def test_every_exception_of_the_package_is_importable_from_errors() -> None:
                 and not name.startswith("_")
             ):
                 defined[f"{module_name}.{name}"] = value
-    assert "panoply_async._contract.ConnectorError" in defined
+    assert "panoply_async.errors.ConnectorError" in defined
     missing = [
         where
         for where, cls in defined.items()

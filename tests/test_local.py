@@ -19,7 +19,7 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from panoply_async._credentials import parse_credentials
+from panoply_async._wire.credentials import parse_credentials
 from panoply_async.local import LocalSQS, make_credentials
 
 ATTRIBUTE_NAMES = ("key", "secret", "sdk")

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from panoply_async import decode_body, encode_record
-from panoply_async._packing import Packer, attributes_size, pack_lines
+from panoply_async._wire.packing import Packer, attributes_size, pack_lines
 
 
 def test_attributes_size_counts_name_type_and_value() -> None:

@@ -227,7 +227,7 @@ class FlakySource(DataSource):
 async def test_flaky_read_is_retried(panoply_queue: LocalQueue) -> None:
     source = FlakySource({"type": "flaky"}, fail_times=2)
     async with panoply_queue.sdk() as conn:
-        from panoply_async import _pipeline
+        from panoply_async._engine import pipeline as _pipeline
 
         result = await _pipeline.ingest(conn, source, backoff=0.001)
     assert source.attempts == 3
@@ -247,7 +247,7 @@ async def test_non_retryable_error_stops_at_once_and_closes(panoply_queue: Local
 async def test_three_failures_give_up(panoply_queue: LocalQueue) -> None:
     source = FlakySource({"type": "flaky"}, fail_times=5)
     async with panoply_queue.sdk() as conn:
-        from panoply_async import _pipeline
+        from panoply_async._engine import pipeline as _pipeline
 
         with pytest.raises(PanoplyException):
             await _pipeline.ingest(conn, source, backoff=0.001)
@@ -276,7 +276,7 @@ async def test_a_source_failing_at_the_same_place_is_not_retried_forever(
 ) -> None:
     source = RestartingSource({"type": "restarting"}, pages=[1])
     async with panoply_queue.sdk() as conn:
-        from panoply_async import _pipeline
+        from panoply_async._engine import pipeline as _pipeline
 
         with pytest.raises(PanoplyException, match="dropped"):
             await _pipeline.ingest(conn, source, backoff=0.001)
@@ -288,7 +288,7 @@ async def test_a_retry_that_gets_further_starts_the_count_again(
 ) -> None:
     source = RestartingSource({"type": "restarting"}, pages=[1, 1, 2, 2, 3, 3, 3])
     async with panoply_queue.sdk() as conn:
-        from panoply_async import _pipeline
+        from panoply_async._engine import pipeline as _pipeline
 
         with pytest.raises(PanoplyException, match="dropped"):
             await _pipeline.ingest(conn, source, backoff=0.001)

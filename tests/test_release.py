@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import panoply_async
-from panoply_async._sdk import SDK_NAME
+from panoply_async._engine.sdk import SDK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from panoply_async._spool import SpoolClaim, SpoolFile, claim_spool, spool_files
+from panoply_async._durable.spool import SpoolClaim, SpoolFile, claim_spool, spool_files
 
 QUEUE = "http://127.0.0.1:1/000000000000/sdk-acme-x"
 

@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 from panoply_async import SDK, RecordError, decode_body
-from panoply_async._encoding import is_sqs_safe
-from panoply_async._sdk import SDK_NAME
+from panoply_async._engine.sdk import SDK_NAME
+from panoply_async._wire.encoding import is_sqs_safe
 from panoply_async.local import LocalSQS, ReceivedMessage
 from panoply_async.testing import LocalQueue
 

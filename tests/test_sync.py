@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-import panoply_async._sync as sync_module
+import panoply_async.sync._sdk as sync_module
 from panoply_async import (
     SDK,
     ConfigurationError,
@@ -42,7 +42,7 @@ from panoply_async import (
     decode_body,
     encode_record,
 )
-from panoply_async._legacy_sdk import SDK as LegacySDK
+from panoply_async.sync._legacy_sdk import SDK as LegacySDK
 from panoply_async.testing import LocalQueue
 
 
@@ -199,7 +199,7 @@ def test_multiprocessing_fork_children_deliver_before_exit(panoply_queue: LocalQ
 
 LEGACY_SCRIPT = """
     import os
-    from panoply_async._legacy_sdk import SDK
+    from panoply_async.sync._legacy_sdk import SDK
 
     sdk = SDK(os.environ["PANOPLY_TEST_KEY"], os.environ["PANOPLY_TEST_SECRET"],
               endpoint_url=os.environ["PANOPLY_TEST_ENDPOINT"])

@@ -13,17 +13,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from panoply_async._credentials import parse_credentials
-from panoply_async._exceptions import PanoplyError
-from panoply_async._packing import Packer
-from panoply_async._wal import (
+from panoply_async._durable.wal.format import FRAME_HEADER_SIZE, SEG_HEADER_SIZE, read_segment
+from panoply_async._durable.wal.log import (
     DELIVERED,
     SPOOLED,
     WALLockedError,
     WriteAheadLog,
     queue_digest,
 )
-from panoply_async._wal_format import FRAME_HEADER_SIZE, SEG_HEADER_SIZE, read_segment
+from panoply_async._wire.credentials import parse_credentials
+from panoply_async._wire.packing import Packer
+from panoply_async.errors import PanoplyError
 
 LIMIT = 4096
 TAIL = b'"__table":"events"}\n'
@@ -252,7 +252,7 @@ def test_lock_contention_in_one_process_and_across_processes(tmp_path: Path) -> 
         import signal, sys, time
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        from panoply_async._wal import WriteAheadLog
+        from panoply_async._durable.wal.log import WriteAheadLog
         wal = WriteAheadLog({str(directory)!r}, bytes(16), frame_limit=4096,
                             segment_bytes=1 << 15, max_bytes=1 << 20)
         wal.open()

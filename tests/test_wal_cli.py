@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from panoply_async import decode_body
-from panoply_async._wal import WriteAheadLog, queue_digest
+from panoply_async._durable.wal.log import WriteAheadLog, queue_digest
 from panoply_async.testing import LocalQueue
 
 SCRIPT = str(Path(sys.executable).with_name("panoply-async"))

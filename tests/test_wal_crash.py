@@ -30,7 +30,7 @@ import anyio
 import orjson
 
 from faultproxy import FaultPlan, FaultProxy
-from panoply_async._wal_format import read_acks, read_segment, seg_name
+from panoply_async._durable.wal.format import read_acks, read_segment, seg_name
 from panoply_async.local import LocalSQS
 from panoply_async.testing import LocalQueue, new_queue
 

@@ -24,8 +24,8 @@ from panoply_async import (
     SendOutcome,
     decode_body,
 )
-from panoply_async._wal import WALLockedError, WriteAheadLog, queue_digest
-from panoply_async._wal_format import read_acks, read_segment, seg_name
+from panoply_async._durable.wal.format import read_acks, read_segment, seg_name
+from panoply_async._durable.wal.log import WALLockedError, WriteAheadLog, queue_digest
 
 
 def ids_of(bodies: Sequence[bytes]) -> list[Any]:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from panoply_async import SDK, MemoryTransport, Message, RecordError, decode_body
-from panoply_async._buffer import Journal
+from panoply_async._engine.buffer import Journal
 
 
 def decoded(transport: MemoryTransport) -> list[dict[str, Any]]:

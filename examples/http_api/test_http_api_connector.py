@@ -11,7 +11,7 @@ from aiohttp import web
 from http_api_connector import CONFIG, Stream
 
 from panoply_async import PanoplyException
-from panoply_async._contract import check_connector
+from panoply_async.connectors._contract import check_connector
 from panoply_async.testing import LocalQueue
 
 CONTACTS = [{"id": i, "name": f"contact {i}", "updated_at": f"2024-01-{1 + i // 40:02d}"}

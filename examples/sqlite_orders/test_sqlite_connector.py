@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlite_connector import Stream
 
-from panoply_async._contract import check_connector
+from panoply_async.connectors._contract import check_connector
 from panoply_async.testing import LocalQueue
 
 

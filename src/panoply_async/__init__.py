@@ -4,56 +4,59 @@ The public API is what this module lists in ``__all__``; everything in a
 module whose name starts with ``_`` is private.
 """
 
-from ._checkpoint import Checkpoint
-from ._contract import ConnectorError, check_connector, load_connector, validate_connector
-from ._credentials import Credentials, parse_credentials
-from ._encoding import decode_body, encode_record
-from ._exceptions import (
-    ConfigurationError,
-    CredentialsError,
-    DecodeError,
-    DeliveryError,
-    PanoplyError,
-    RecordError,
-    RecordTooLargeError,
-    RecordTypeError,
-)
-from ._pipeline import IngestResult
-from ._sdk import SDK, ReplayResult, SDKConfig, Stats
-from ._sync import SyncSDK
-from ._transport import (
+from ._engine.checkpoint import Checkpoint
+from ._engine.pipeline import IngestResult
+from ._engine.sdk import SDK, ReplayResult, SDKConfig, Stats
+from ._engine.transport import (
     EntryFailure,
     MemoryTransport,
     Message,
-    SendError,
     SendOutcome,
     SQSTransport,
     Transport,
 )
 from ._version import __version__
-from ._wal import WALError, WALLockedError
-from .datasource import (
+from ._wire.credentials import Credentials, parse_credentials
+from ._wire.encoding import decode_body, encode_record
+from .connectors import (
     DataSource,
     Field,
     Metadata,
     RecordGroup,
     Resource,
+    background_progress,
+    check_connector,
+    load_connector,
     to_record,
+    validate_connector,
+    validate_token,
 )
-from .decorators import background_progress, validate_token
 from .errors import (
     ERROR_CODES,
     BackgroundTimeoutError,
+    ConfigurationError,
+    ConnectorError,
+    CredentialsError,
     DataSourceException,
+    DecodeError,
+    DeliveryError,
     IncorrectParamError,
     MetadataNotSupportedException,
+    PanoplyError,
     PanoplyException,
     Phase,
+    RecordError,
+    RecordTooLargeError,
+    RecordTypeError,
+    SendError,
     TokenValidationException,
+    WALError,
+    WALLockedError,
     WrongTypeOrValueError,
     set_internal_code,
     wrap_errors,
 )
+from .sync import SyncSDK
 
 __all__ = [
     "ERROR_CODES",

@@ -19,30 +19,9 @@ import contextlib
 import datetime
 import enum
 import functools
-import importlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from ._exceptions import (
-    ConfigurationError,
-    CredentialsError,
-    DecodeError,
-    DeliveryError,
-    PanoplyError,
-    RecordError,
-    RecordTooLargeError,
-    RecordTypeError,
-)
-
-if TYPE_CHECKING:
-    from ._contract import ConnectorError
-    from ._run import StateFileError
-    from ._scaffold import ScaffoldError
-    from ._transport import SendError
-    from ._wal import WALError, WALLockedError
-    from ._wal_journal import WALRecoveryError
-    from .ssh import SSHTunnelConfigError, SSHTunnelError
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "ERROR_CODES",
@@ -77,34 +56,61 @@ __all__ = [
     "wrap_errors",
 ]
 
-# Exceptions defined next to the code that raises them: name -> module. They are
-# imported on first access (PEP 562), not at load time: ``_contract`` imports
-# ``datasource``, which imports this module, so a load-time import here would make
-# the import order matter (and so would any of the others that comes to import it).
-_DEFINED_ELSEWHERE = {
-    "ConnectorError": "._contract",
-    "ScaffoldError": "._scaffold",
-    "SendError": "._transport",
-    "StateFileError": "._run",
-    "WALError": "._wal",
-    "WALLockedError": "._wal",
-    "WALRecoveryError": "._wal_journal",
-    "SSHTunnelConfigError": ".ssh",
-    "SSHTunnelError": ".ssh",
-}
+class PanoplyError(Exception):
+    """Base class of every error raised by panoply-async."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _DEFINED_ELSEWHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __package__), name)
-    globals()[name] = value
-    return value
+class CredentialsError(PanoplyError, ValueError):
+    """The api key or api secret is malformed (raised by the ``SDK`` constructor)."""
 
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_DEFINED_ELSEWHERE})
+class RecordError(PanoplyError, ValueError):
+    """A record passed to ``write()`` was refused; nothing of it was buffered.
+
+    ``table`` is the table it was written to and ``path`` the key path of the
+    offending value (empty for the record as a whole).
+    """
+
+    def __init__(self, message: str, *, table: object = None, path: str = "") -> None:
+        super().__init__(message)
+        self.table = table
+        self.path = path
+
+
+class RecordTypeError(RecordError, TypeError):
+    """A record (or a value inside it) has a type that cannot be sent."""
+
+
+class RecordTooLargeError(RecordError):
+    """A single encoded record cannot fit in one SQS message."""
+
+    def __init__(self, message: str, *, table: object = None, size: int, limit: int) -> None:
+        super().__init__(message, table=table)
+        self.size = size
+        self.limit = limit
+
+
+class DeliveryError(PanoplyError):
+    """Leaving the ``async with`` block found records that were neither delivered nor spooled.
+
+    Raised only when no spool is configured. ``records`` and ``messages`` count
+    what was not delivered; ``bodies`` holds the undelivered message bodies so
+    that the caller can still save them.
+    """
+
+    def __init__(self, message: str, *, records: int, messages: int, bodies: list[str]) -> None:
+        super().__init__(message)
+        self.records = records
+        self.messages = messages
+        self.bodies = bodies
+
+
+class ConfigurationError(PanoplyError, ValueError):
+    """An option passed to the ``SDK`` constructor is out of range or of the wrong type."""
+
+
+class DecodeError(PanoplyError, ValueError):
+    """A message body is not a sequence of JSON objects, one per line."""
 
 
 #: The legacy platform's error codes, by code.
@@ -125,7 +131,7 @@ UNCLASSIFIED = 501
 #: code of an exception whose class was registered with a code not in ERROR_CODES
 BAD_CODE = 506
 
-_REGISTRY: dict[type[BaseException], int] = {}
+EXCEPTIONS_REGISTRY: dict[type[BaseException], int] = {}
 
 E = TypeVar("E", bound=type[BaseException])
 F = TypeVar("F", bound=Callable[..., Any])
@@ -253,6 +259,71 @@ class WrongTypeOrValueError(PanoplyError, TypeError, ValueError):
     value. Catchable as ``TypeError`` or ``ValueError`` as well as by its legacy name."""
 
 
+class ConnectorError(PanoplyError, ValueError):
+    """A connector module cannot be loaded or breaks the contract.
+
+    ``target`` is what was loaded and ``problems`` lists every problem found,
+    one sentence each.
+    """
+
+    def __init__(self, target: str, problems: list[str]) -> None:
+        super().__init__(f"{target}: " + "; ".join(problems))
+        self.target = target
+        self.problems = problems
+
+
+class ScaffoldError(PanoplyError, ValueError):
+    """The name or the target directory cannot be used."""
+
+
+class SendError(PanoplyError):
+    """A whole send request failed. ``retryable`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool, code: str = "") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+
+
+class StateFileError(PanoplyError, ValueError):
+    """A ``--state-file`` that cannot be used: it is left as it is."""
+
+
+class WALError(PanoplyError):
+    """The write-ahead log directory cannot be used (see the message for why)."""
+
+
+class WALLockedError(WALError):
+    """Another live process (or another SDK in this one) is using the same ``wal_dir``."""
+
+
+class _RecoveryReport(Protocol):
+    def describe(self) -> str: ...
+
+
+class WALRecoveryError(WALError):
+    """Recovery found damage: what it dropped, as file offsets (sent with the ``error`` event)."""
+
+    def __init__(self, report: _RecoveryReport) -> None:
+        super().__init__(f"write-ahead log recovery: {report.describe()}")
+        self.report = report
+
+
+class SSHTunnelConfigError(IncorrectParamError):
+    """The ``ssh_tunnel`` dict or another constructor argument is malformed.
+
+    Raised by the ``SSHTunnel`` constructor. It is an ``IncorrectParamError`` (what the
+    legacy helper raised, so ``except IncorrectParamError`` keeps catching it) and a
+    ``ValueError``. The message names the offending key and never quotes the password
+    or the private key.
+    """
+
+
+class SSHTunnelError(PanoplyError):
+    """The tunnel could not be opened: SSH server unreachable, login refused, host key
+    not trusted, time-out. Raised when entering the ``async with`` block."""
+
+
 class Phase(str, enum.Enum):
     """Where a connector error happened: while configuring or while collecting."""
 
@@ -271,7 +342,7 @@ def set_internal_code(code: int) -> Callable[[E], E]:
     def register(exception_cls: E) -> E:
         if not (isinstance(exception_cls, type) and issubclass(exception_cls, BaseException)):
             raise TypeError("set_internal_code() decorates exception classes only")
-        _REGISTRY[exception_cls] = code
+        EXCEPTIONS_REGISTRY[exception_cls] = code
         return exception_cls
 
     return register
@@ -281,8 +352,8 @@ def code_for(exc: BaseException) -> int:
     """The code ``exc`` normalises to: its class's registered code, else that of
     its nearest registered base class, else 501."""
     for cls in type(exc).__mro__:
-        if cls in _REGISTRY:
-            code = _REGISTRY[cls]
+        if cls in EXCEPTIONS_REGISTRY:
+            code = EXCEPTIONS_REGISTRY[cls]
             return code if code in ERROR_CODES else BAD_CODE
     return UNCLASSIFIED
 

@@ -30,13 +30,10 @@ and makes all servers share one namespace.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
-import re
 import secrets
 import signal
-import socket
 import stat
 import string
 import sys
@@ -44,7 +41,7 @@ import threading
 import time
 import uuid
 from base64 import b64encode
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -52,15 +49,21 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from ._credentials import parse_credentials
+from ._local.server import (
+    REGION,
+    Connections,
+    allocate_account,
+    make_server,
+    release_account,
+    sqs_app,
+)
+from ._wire.credentials import parse_credentials
 
 if TYPE_CHECKING:
-    from werkzeug.serving import BaseWSGIServer
+    pass
 
 __all__ = ["LocalSQS", "ReceivedMessage", "main", "make_credentials"]
 
-#: The region of every namespace (see the module docstring).
-_REGION = "us-east-1"
 _ALPHABET = string.ascii_letters + string.digits
 #: SQS caps a single long poll at 20 seconds.
 _MAX_WAIT_SECONDS = 20
@@ -68,7 +71,6 @@ _MAX_WAIT_SECONDS = 20
 _RECEIVE_VISIBILITY_SECONDS = 60
 _SHUTDOWN_POLL_SECONDS = 0.05
 
-_WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def make_credentials(
@@ -127,116 +129,6 @@ def _message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int
     return size
 
 
-# -- namespaces ----------------------------------------------------------------------
-
-_accounts_lock = threading.Lock()
-_accounts_in_use: set[str] = set()
-
-
-def _allocate_account() -> str:
-    """A 12-digit moto account id no other live server in this process uses."""
-    from moto.core.models import DEFAULT_ACCOUNT_ID
-
-    with _accounts_lock:
-        while True:
-            account = f"{secrets.randbelow(10**12):012d}"
-            if account != DEFAULT_ACCOUNT_ID and account not in _accounts_in_use:
-                _accounts_in_use.add(account)
-                return account
-
-
-def _release_account(account: str) -> None:
-    """Forget everything moto holds for ``account``, so stopped servers free their memory."""
-    from moto.iam.models import iam_backends
-    from moto.sqs.models import sqs_backends
-
-    # dict.pop, not del: BackendDict.__getitem__ would create the account to delete it.
-    sqs_backends.pop(account, None)
-    iam_backends.pop(account, None)  # moto records every account it sees in IAM
-    with _accounts_lock:
-        _accounts_in_use.discard(account)
-
-
-# -- the WSGI side --------------------------------------------------------------------
-
-_USER_AGENT_REGION = re.compile(r"\bregion/\S+")
-
-
-def _sqs_app(account: str) -> _WSGIApp:
-    """moto's SQS app with every request moved into the namespace ``(account, us-east-1)``."""
-    from moto.moto_server.werkzeug_app import create_backend_app
-
-    app: _WSGIApp = create_backend_app("sqs")
-
-    def one_namespace(
-        environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
-        # moto reads the region from the signature and the account from the access key;
-        # without them every request falls back to the region and header set here.
-        # Nothing is lost: moto does not verify signatures anyway.
-        environ.pop("HTTP_AUTHORIZATION", None)
-        environ["HTTP_X_MOTO_ACCOUNT_ID"] = account
-        user_agent = environ.get("HTTP_USER_AGENT")
-        if user_agent:
-            # moto would also take a region from a "region/..." token in the user agent.
-            environ["HTTP_USER_AGENT"] = _USER_AGENT_REGION.sub("", user_agent)
-        return app(environ, start_response)
-
-    return one_namespace
-
-
-class _Connections:
-    """The open client connections of one server, so that stop() can close them.
-
-    Clients keep connections alive; without this, a stopped server would go on
-    answering on them from its handler threads.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-
-    def add(self, connection: socket.socket) -> None:
-        with self._lock:
-            self._open.add(connection)
-
-    def discard(self, connection: socket.socket) -> None:
-        with self._lock:
-            self._open.discard(connection)
-
-    def close_all(self) -> None:
-        with self._lock:
-            connections, self._open = self._open, set()
-        for connection in connections:
-            with contextlib.suppress(OSError):  # the client may have closed it already
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-def _make_server(port: int, app: _WSGIApp, connections: _Connections) -> BaseWSGIServer:
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import make_server
-
-    class Handler(MotoRequestHandler):
-        # Keep-alive, as real SQS: without it every request opens a new connection.
-        protocol_version = "HTTP/1.1"
-
-        def setup(self) -> None:
-            super().setup()
-            connections.add(self.connection)
-
-        def finish(self) -> None:
-            connections.discard(self.connection)
-            super().finish()
-
-        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            pass  # one line per request on stderr drowns everything else
-
-    # Only ever the loopback interface: this server has no authentication at all.
-    server: BaseWSGIServer = make_server(
-        "127.0.0.1", port, app, threaded=True, request_handler=Handler
-    )
-    return server
-
 
 # -- the server -----------------------------------------------------------------------
 
@@ -245,12 +137,12 @@ class _Running:
     """What exists only while a LocalSQS runs."""
 
     def __init__(self, port: int) -> None:
-        self.account = _allocate_account()
+        self.account = allocate_account()
         try:
-            self.connections = _Connections()
-            self.server = _make_server(port, _sqs_app(self.account), self.connections)
+            self.connections = Connections()
+            self.server = make_server(port, sqs_app(self.account), self.connections)
         except BaseException:
-            _release_account(self.account)
+            release_account(self.account)
             raise
         self.thread = threading.Thread(
             target=self.server.serve_forever,
@@ -273,7 +165,7 @@ class _Running:
         self.server.server_close()
         self.connections.close_all()
         self.thread.join()
-        _release_account(self.account)
+        release_account(self.account)
 
 
 class LocalSQS:
@@ -448,7 +340,7 @@ def _botocore_client(endpoint_url: str) -> Any:
     # Unsigned, like the SDK by default; the region does not matter to this server.
     return botocore.session.get_session().create_client(
         "sqs",
-        region_name=_REGION,
+        region_name=REGION,
         endpoint_url=endpoint_url,
         config=Config(
             signature_version=botocore.UNSIGNED,

@@ -9,20 +9,28 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._exceptions import PanoplyError
-from .errors import IncorrectParamError
+from .errors import SSHTunnelConfigError, SSHTunnelError
 
 if TYPE_CHECKING:
     import asyncssh
 
 __all__ = ["SSHTunnel", "SSHTunnelConfigError", "SSHTunnelError"]
+
+from .connectors._ssh_config import (
+    Secret,
+    import_key,
+    load_asyncssh,
+    optional_secret,
+    parse_known_hosts,
+    parse_port,
+    required_text,
+)
 
 logger = logging.getLogger("panoply_async.ssh")
 
@@ -33,203 +41,6 @@ _DEFAULT_SSH_PORT = 22
 _CLOSE_TIMEOUT = 5.0
 
 _host_key_warning_logged = False
-
-_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
-
-
-class SSHTunnelConfigError(IncorrectParamError):
-    """The ``ssh_tunnel`` dict or another constructor argument is malformed.
-
-    Raised by the ``SSHTunnel`` constructor. It is an ``IncorrectParamError`` (what the
-    legacy helper raised, so ``except IncorrectParamError`` keeps catching it) and a
-    ``ValueError``. The message names the offending key and never quotes the password
-    or the private key.
-    """
-
-
-class SSHTunnelError(PanoplyError):
-    """The tunnel could not be opened: SSH server unreachable, login refused, host key
-    not trusted, time-out. Raised when entering the ``async with`` block."""
-
-
-class _Secret:
-    """Holds a secret so that reprs of the tunnel's attributes (debuggers, rich
-    tracebacks with locals) show ``***`` instead."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-
-def _asyncssh() -> Any:
-    # Imported on use: asyncssh is the optional `ssh` extra and this module must
-    # import (for docs, type checking, inactive tunnels) without it.
-    try:
-        import asyncssh
-    except ImportError:
-        raise ImportError(
-            "SSHTunnel needs asyncssh: install panoply-async[ssh] (pip install "
-            "'panoply-async[ssh]')"
-        ) from None
-    return asyncssh
-
-
-def _port(value: object, what: str, *, digits_ok: bool) -> int:
-    # The legacy SDK ran int() on the SSH port, so strings of digits from the UI's
-    # JSON were accepted there; the target port was always an int.
-    if digits_ok and isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SSHTunnelConfigError(
-            f"{what} must be an integer from 1 to 65535, not {type(value).__name__}"
-        )
-    if not 1 <= value <= 65535:
-        raise SSHTunnelConfigError(f"{what} {value} is out of range (1 to 65535)")
-    return value
-
-
-def _required_text(config: Mapping[str, Any], key: str) -> str:
-    if key not in config or config[key] is None:
-        raise SSHTunnelConfigError(f"ssh_tunnel[{key!r}] is missing")
-    value = config[key]
-    if not isinstance(value, str):
-        raise SSHTunnelConfigError(
-            f"ssh_tunnel[{key!r}] must be a string, not {type(value).__name__}"
-        )
-    if not value.strip():
-        raise SSHTunnelConfigError(f"ssh_tunnel[{key!r}] is missing (empty)")
-    return value
-
-
-def _optional_secret(config: Mapping[str, Any], key: str) -> str | None:
-    value = config.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        # The type name only: the value itself may be the secret.
-        raise SSHTunnelConfigError(
-            f"ssh_tunnel[{key!r}] must be a string, not {type(value).__name__}"
-        )
-    return value
-
-
-def _repair_key_text(text: str) -> str:
-    """Undo the usual damage done to key text pasted into a form or a JSON string."""
-    text = text.strip().replace("\r\n", "\n")
-    if "\n" not in text and "\\n" in text:
-        text = text.replace("\\n", "\n")
-    match = _PEM.search(text)
-    if match is None:
-        return text
-    label, body = match.group(1), match.group(2)
-    if ":" in body:
-        # Encrypted PKCS#1 has "Proc-Type:"/"DEK-Info:" header lines whose line
-        # structure matters; only strip indentation.
-        lines = [line.strip() for line in body.strip().split("\n")]
-        body_text = "\n".join(lines)
-    else:
-        # Base64 ignores where the lines break, so rewrap the words at 64 columns.
-        joined = "".join(body.split())
-        body_text = "\n".join(joined[i : i + 64] for i in range(0, len(joined), 64))
-    return f"-----BEGIN {label}-----\n{body_text}\n-----END {label}-----\n"
-
-
-def _import_key(key_text: str, password: str | None) -> asyncssh.SSHKey:
-    lib = _asyncssh()
-    if "PUBLIC KEY" in key_text or re.match(r"\s*(ssh|ecdsa-sha2)-[\w-]+\s+AAAA", key_text):
-        raise SSHTunnelConfigError(
-            "ssh_tunnel['privateKey'] holds a public key; it must be the private key"
-        )
-    if "-----BEGIN" not in key_text:
-        raise SSHTunnelConfigError(
-            "ssh_tunnel['privateKey'] is not a private key: no '-----BEGIN ... "
-            "PRIVATE KEY-----' line"
-        )
-    candidates = [key_text]
-    repaired = _repair_key_text(key_text)
-    if repaired != key_text:
-        candidates.append(repaired)
-    reason = ""
-    for text in candidates:
-        try:
-            return _import_one(lib, text, password)
-        except (ValueError, TypeError) as exc:  # KeyImportError, KeyEncryptionError
-            reason = str(exc)
-        except re.error:
-            # asyncssh makes a regex of the BEGIN line: a key flattened to one line
-            # whose base64 holds "++" is not even a pattern. The repair comes next.
-            reason = "unreadable key data"
-    # asyncssh's key errors are fixed phrases, but a reason is never allowed to
-    # carry the inputs, whatever a future version puts in it.
-    if password and password in reason:
-        reason = reason.replace(password, "***")
-    if len(reason) > 120 or any(line in reason for line in key_text.split() if len(line) > 16):
-        reason = "unreadable key data"
-    if "Passphrase must be specified" in reason:
-        raise SSHTunnelConfigError(
-            "ssh_tunnel['privateKey'] is encrypted and no 'password' was given to use as "
-            "its passphrase"
-        )
-    if "decrypt" in reason or "Incorrect passphrase" in reason:
-        raise SSHTunnelConfigError(
-            "ssh_tunnel['privateKey'] is encrypted and ssh_tunnel['password'] is not its passphrase"
-        )
-    raise SSHTunnelConfigError(
-        f"ssh_tunnel['privateKey'] is not a readable private key ({reason}); expected an "
-        "RSA or Ed25519 key in OpenSSH or PEM form"
-    )
-
-
-def _import_one(lib: Any, text: str, password: str | None) -> asyncssh.SSHKey:
-    try:
-        key: asyncssh.SSHKey = lib.import_private_key(text)
-    except lib.KeyImportError as exc:
-        # The legacy SDK used the password as the key's passphrase too.
-        if "Passphrase must be specified" not in str(exc) or not password:
-            raise
-        key = lib.import_private_key(text, passphrase=password)
-    return key
-
-
-def _known_hosts(value: object, what: str) -> asyncssh.SSHKnownHosts | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not isinstance(value, str):
-        raise SSHTunnelConfigError(
-            f"{what} must be a path or the text of a known_hosts file, not {type(value).__name__}"
-        )
-    lib = _asyncssh()
-    text = value
-    # A known_hosts line always has whitespace ("host keytype base64"); a path
-    # without any is taken as a path.
-    if os.path.isfile(value) or not any(ch.isspace() for ch in value.strip()):
-        try:
-            with open(value, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SSHTunnelConfigError(
-                f"{what}: cannot read known_hosts file {value!r} ({type(exc).__name__})"
-            ) from None
-    entries = [
-        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-    ]
-    if not entries:
-        raise SSHTunnelConfigError(f"{what} has no entries, so no host key could be trusted")
-    try:
-        known: asyncssh.SSHKnownHosts = lib.import_known_hosts(text)
-    except (ValueError, TypeError) as exc:
-        # Host keys are public, so quoting the bad entry is safe and helps.
-        raise SSHTunnelConfigError(f"{what} is not valid known_hosts data: {exc}") from None
-    return known
 
 
 class SSHTunnel:
@@ -320,7 +131,7 @@ class SSHTunnel:
     ) -> None:
         if not isinstance(host, str) or not host.strip():
             raise SSHTunnelConfigError("the target host must be a non-empty string")
-        self._target = (host.strip(), _port(port, "the target port", digits_ok=False))
+        self._target = (host.strip(), parse_port(port, "the target port", digits_ok=False))
         if ssh_tunnel is None:
             ssh_tunnel = {}
         if not isinstance(ssh_tunnel, Mapping):
@@ -341,7 +152,7 @@ class SSHTunnel:
         # The platform opens the tunnel itself: nothing to do here, as inactive.
         active = active and not platform_ssh
         if local_port != 0:
-            local_port = _port(local_port, "local_port", digits_ok=False)
+            local_port = parse_port(local_port, "local_port", digits_ok=False)
         if (
             isinstance(connect_timeout, bool)
             or not isinstance(connect_timeout, (int, float))
@@ -355,9 +166,9 @@ class SSHTunnel:
         self._ssh_host = ""
         self._ssh_port = 0
         self._username = ""
-        self._password: _Secret | None = None
+        self._password: Secret | None = None
         self._key: asyncssh.SSHKey | None = None
-        self._known_hosts: asyncssh.SSHKnownHosts | None = None
+        self.known_hosts: asyncssh.SSHKnownHosts | None = None
         self._connection: asyncssh.SSHClientConnection | None = None
         self._listener: asyncssh.SSHListener | None = None
         self._local_address: tuple[str, int] | None = None
@@ -365,27 +176,27 @@ class SSHTunnel:
         if not active:
             return  # an inactive dict keeps whatever stale values the UI left in it
 
-        self._ssh_host = _required_text(ssh_tunnel, "host").strip()
+        self._ssh_host = required_text(ssh_tunnel, "host").strip()
         ssh_port = ssh_tunnel.get("port")
         self._ssh_port = (
             _DEFAULT_SSH_PORT
             if ssh_port is None or ssh_port == ""
-            else _port(ssh_port, "ssh_tunnel['port']", digits_ok=True)
+            else parse_port(ssh_port, "ssh_tunnel['port']", digits_ok=True)
         )
-        self._username = _required_text(ssh_tunnel, "username")
-        password = _optional_secret(ssh_tunnel, "password")
-        key_text = _optional_secret(ssh_tunnel, "privateKey")
+        self._username = required_text(ssh_tunnel, "username")
+        password = optional_secret(ssh_tunnel, "password")
+        key_text = optional_secret(ssh_tunnel, "privateKey")
         if password is None and key_text is None:
             raise SSHTunnelConfigError(
                 "ssh_tunnel needs a 'password' or a 'privateKey' to log in with"
             )
         if key_text is not None:
-            self._key = _import_key(key_text, password)
-        self._password = _Secret(password) if password is not None else None
+            self._key = import_key(key_text, password)
+        self._password = Secret(password) if password is not None else None
         if known_hosts is not None:
-            self._known_hosts = _known_hosts(known_hosts, "known_hosts")
+            self.known_hosts = parse_known_hosts(known_hosts, "known_hosts")
         else:
-            self._known_hosts = _known_hosts(
+            self.known_hosts = parse_known_hosts(
                 ssh_tunnel.get("known_hosts"), "ssh_tunnel['known_hosts']"
             )
 
@@ -424,7 +235,7 @@ class SSHTunnel:
             self._in_use = True
             self._local_address = self._target
             return self._target
-        lib = _asyncssh()
+        lib = load_asyncssh()
         self._in_use = True
         self._warn_unchecked_host_key()
         where = f"{self._ssh_host}:{self._ssh_port}"
@@ -436,7 +247,7 @@ class SSHTunnel:
                     username=self._username,
                     password=self._password.reveal() if self._password else None,
                     client_keys=[self._key] if self._key is not None else None,
-                    known_hosts=self._known_hosts,
+                    known_hosts=self.known_hosts,
                     # Only the credentials given: no ~/.ssh/config, default keys,
                     # agent or Kerberos, which would make behaviour depend on the host.
                     config=None,
@@ -483,7 +294,7 @@ class SSHTunnel:
 
     def _warn_unchecked_host_key(self) -> None:
         global _host_key_warning_logged
-        if self._known_hosts is None and not _host_key_warning_logged:
+        if self.known_hosts is None and not _host_key_warning_logged:
             _host_key_warning_logged = True
             logger.warning(
                 "SSH host keys are not checked (as in the legacy SDK): pass known_hosts to "

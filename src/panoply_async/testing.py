@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from ._encoding import TABLE_KEY, decode_body
-from ._sdk import SDK
+from ._engine.sdk import SDK
+from ._wire.encoding import TABLE_KEY, decode_body
 from .local import LocalSQS, ReceivedMessage, make_credentials
 
 __all__ = ["LocalQueue", "group_by_table", "panoply_queue", "panoply_server"]

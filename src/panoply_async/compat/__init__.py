@@ -16,8 +16,8 @@ call signatures accepted.
 
 from __future__ import annotations
 
+from ..connectors._panoply_alias import install, installed, uninstall
 from . import constants, datasource, decorators, errors, events, records, resources, sdk, ssh
-from ._install import install, installed, uninstall
 from .constants import __package_name__, __version__
 from .datasource import DataSource
 from .decorators import background_progress, validate_token

@@ -8,7 +8,7 @@ called in a worker thread, a list per call and ``None`` at the end.
 
 from __future__ import annotations
 
-from ..datasource import DataSource
+from ..connectors._datasource import DataSource
 from .decorators import background_progress, validate_token
 
 __all__ = ["DataSource", "background_progress", "validate_token"]

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.from_thread
 
-from .. import decorators as _real
+from ..connectors import _decorators as _real
 from ..errors import BackgroundTimeoutError
 
 __all__ = ["background_progress", "validate_token"]
@@ -99,7 +99,7 @@ def validate_token(
         return callback(token)
 
     real_callback = legacy_callback if callback is not None else None
-    refresher = _real._TokenRefresher(refresh_url, real_callback, access_key, refresh_key)
+    refresher = _real.TokenRefresher(refresh_url, real_callback, access_key, refresh_key)
 
     def decorate(func: F) -> F:
         if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):

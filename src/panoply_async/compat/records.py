@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, TypedDict
 
-from ..datasource import Metadata, RecordGroup, to_record
+from ..connectors._datasource import Metadata, RecordGroup, to_record
 from ..errors import WrongTypeOrValueError
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ..datasource import Field, Resource
+from ..connectors._datasource import Field, Resource
 
 __all__ = ["Field", "Resource", "convert_to_ui_format"]
 

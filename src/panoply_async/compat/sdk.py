@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .._legacy_sdk import SDK
+from ..sync._legacy_sdk import SDK
 
 __all__ = ["SDK"]

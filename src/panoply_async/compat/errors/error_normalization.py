@@ -7,9 +7,8 @@ reads or fills it directly still agrees with ``wrap_errors``.
 
 from __future__ import annotations
 
-from ...errors import _REGISTRY as EXCEPTIONS_REGISTRY
 from ...errors import ERROR_CODES as ERROR_CODES_REGISTRY
-from ...errors import Phase, set_internal_code, wrap_errors
+from ...errors import EXCEPTIONS_REGISTRY, Phase, set_internal_code, wrap_errors
 
 __all__ = [
     "ERROR_CODES_REGISTRY",

@@ -1,0 +1,396 @@
+"""Write-ahead log: accepted records on disk before ``write()`` returns (DESIGN §3a).
+
+A log directory holds segment files ``wal-N.seg`` (memory-mapped, preallocated,
+never reused), one acknowledgement file ``wal-N.ack`` per segment and a
+``lock`` file held with ``flock`` by the one process using the directory. The
+format is in ``_wal_format``, one segment file's handling in ``_wal_segment``;
+the open message's body is built directly in a
+mapped frame by ``_wal_packer.WalPacker``, so a record is in the kernel's page
+cache, and survives the death of the process, when ``write()`` returns.
+
+Closing a message seals its frame; the SDK then syncs the segment
+(``fdatasync`` in a worker thread), which is what survives a power loss.
+Messages delivered or spooled are acknowledged in the segment's ``.ack``
+file with ``write(2)``; a segment is deleted once it is no longer written and
+every frame in it was acknowledged, so after a crash only messages in the
+send/acknowledge window are sent again. Blocking file I/O only: no event loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from ...errors import WALError, WALLockedError
+from .format import (
+    DELIVERED,
+    FAILED,
+    FRAME_HEADER,
+    FRAME_HEADER_SIZE,
+    FRAME_ID,
+    FRAME_MAGIC,
+    LOCK_NAME,
+    OPEN,
+    SEALED,
+    SEG_HEADER_SIZE,
+    SEG_NAME,
+    SPOOLED,
+    DroppedRange,
+    RecoveredFrame,
+    RecoveryReport,
+    align8,
+    read_acks,
+    read_segment,
+    seg_name,
+)
+from .packer import WalPacker
+from .segment import Segment, create_segment, fdatasync_all, unmap
+
+__all__ = [
+    "DELIVERED",
+    "FAILED",
+    "SPOOLED",
+    "DroppedRange",
+    "RecoveredFrame",
+    "RecoveryReport",
+    "WalPacker",
+    "WriteAheadLog",
+    "fdatasync_all",
+    "queue_digest",
+]
+
+
+def queue_digest(queue_name: str) -> bytes:
+    """The identity stored in segments: a digest of the queue name, not the name itself."""
+    return hashlib.sha256(b"panoply-wal\0" + queue_name.encode("utf-8")).digest()[:16]
+
+
+class WriteAheadLog:
+    """The segments in one directory, owned by one process at a time.
+
+    Call :meth:`open` (takes the lock), then :meth:`recover`, then use
+    :meth:`packer` as the SDK's open-message buffer; report outcomes with
+    :meth:`finish` and close with :meth:`close`. Blocking file I/O only.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        digest: bytes,
+        *,
+        frame_limit: int,
+        segment_bytes: int,
+        max_bytes: int,
+    ) -> None:
+        self.directory = Path(directory)
+        self._digest = digest
+        self._frame_limit = frame_limit
+        need = SEG_HEADER_SIZE + FRAME_HEADER_SIZE + frame_limit + 8
+        #: whole pages, and room for at least one frame
+        self.segment_bytes = -(-max(segment_bytes, need) // 4096) * 4096
+        self.max_bytes = max_bytes
+        self._lock_fd = -1
+        self._dir_fd = -1
+        self._dir_dirty = False
+        self._segments: dict[int, Segment] = {}
+        self._frame_segment: dict[int, int] = {}
+        self._active: Segment | None = None
+        #: a segment created ahead, in a worker thread, for the next rotation
+        self._spare: Segment | None = None
+        self._preparing = False
+        self._next_segno = 1
+        self._next_frame = 1
+
+    # -- lifetime ------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the directory (0700) and take its lock, or raise :class:`WALLockedError`."""
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise WALError(f"cannot use wal_dir {self.directory}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise WALLockedError(
+                    f"wal_dir {self.directory} is in use by another live SDK (pid {holder}); "
+                    "each process needs its own wal_dir"
+                ) from None
+            raise WALError(f"cannot lock wal_dir {self.directory}: {exc.strerror}") from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        """Delete what is finished, sync what stays, unmap, release the lock.
+
+        Raises OSError if a sync fails (everything is closed all the same).
+        """
+        if self._active is not None:
+            self._active.active = False
+            self._active = None
+        if self._spare is not None:
+            self._discard(self._spare)
+            self._spare = None
+        for segment in list(self._segments.values()):
+            self._maybe_retire(segment)
+        try:
+            fdatasync_all([os.dup(fd) for fd in self._stay_fds()])
+        finally:
+            for segment in list(self._segments.values()):
+                unmap(segment)
+            self._segments.clear()
+            for fd in (self._dir_fd, self._lock_fd):
+                if fd >= 0:
+                    os.close(fd)  # closing the lock's descriptor releases the flock
+            self._dir_fd = self._lock_fd = -1
+
+    def _stay_fds(self) -> list[int]:
+        fds = [s.fd for s in self._segments.values() if s.fd >= 0 and s.dirty]
+        return [*fds, self._dir_fd] if self._dir_dirty and self._dir_fd >= 0 else fds
+
+    @property
+    def live_bytes(self) -> int:
+        """Disk space held by segments not yet retired."""
+        return sum(s.size for s in self._segments.values())
+
+    @property
+    def busy_bytes(self) -> int:
+        """Disk space of segments holding frames not finished yet: what ``max_bytes``
+        bounds, with the segment being written (frames given up on without a spool
+        do not count: they wait for the next start)."""
+        return sum(s.size for s in self._segments.values() if s.pending)
+
+    # -- writing -------------------------------------------------------------------
+
+    def packer(self, body_limit: int) -> WalPacker:
+        """The open-message buffer for the SDK: a :class:`Packer` writing into this log."""
+        if body_limit > self._frame_limit:
+            raise ValueError("body_limit exceeds the log's frame limit")
+        return WalPacker(self, body_limit)
+
+    def can_begin(self) -> bool:
+        """Whether a frame can start now without exceeding ``max_bytes``."""
+        active = self._active
+        if active is not None and self._fits(active):
+            return True
+        # A new segment is needed; the full one is retired unless frames hold it.
+        return self.busy_bytes + self.segment_bytes <= self.max_bytes
+
+    def _fits(self, segment: Segment) -> bool:
+        return segment.pos + FRAME_HEADER_SIZE + self._frame_limit <= segment.size
+
+    def begin_frame(self) -> tuple[memoryview, memoryview, int, int]:
+        """Start a frame in the active segment; returns (map, words, payload offset, frame id)."""
+        segment = self._active
+        if segment is None or not self._fits(segment):
+            segment = self._rotate()
+        assert segment.view is not None
+        assert segment.words is not None
+        frame_id = self._next_frame
+        self._next_frame += 1
+        pos = segment.pos
+        FRAME_HEADER.pack_into(segment.view, pos, b"\0\0\0\0", OPEN, frame_id, 0, 0)
+        segment.view[pos : pos + 4] = FRAME_MAGIC  # last: a frame exists once its magic does
+        segment.pending.add(frame_id)
+        self._frame_segment[frame_id] = segment.segno
+        return segment.view, segment.words, pos + FRAME_HEADER_SIZE, frame_id
+
+    def seal_frame(self, payload_at: int, body: bytes, frame_id: int) -> None:
+        """Seal the active segment's open frame holding ``body``."""
+        segment = self._active
+        assert segment is not None
+        assert segment.words is not None
+        word = (payload_at - FRAME_HEADER_SIZE) >> 2
+        words = segment.words
+        words[word + 5] = zlib.crc32(body, zlib.crc32(FRAME_ID.pack(frame_id)))
+        words[word + 1] = SEALED
+        segment.pos = align8(payload_at + len(body))
+        segment.dirty = True
+
+    def _rotate(self) -> Segment:
+        if self._active is not None:
+            previous, self._active = self._active, None
+            previous.active = False
+            self._maybe_retire(previous)
+        segment, self._spare = self._spare, None
+        if segment is None:  # none prepared ahead: the caller waits for the file
+            segno = self._next_segno
+            self._next_segno += 1
+            segment = self.create_segment(segno)
+        segment.active = segment.dirty = True
+        self._segments[segment.segno] = segment
+        self._active = segment
+        self._dir_dirty = True
+        return segment
+
+    def reserve_spare(self) -> int | None:
+        """A segment number to prepare ahead with :meth:`create_segment` (in a worker
+        thread, then :meth:`add_spare`), or None when one is ready or under way."""
+        if self._spare is not None or self._preparing or self._lock_fd < 0:
+            return None
+        self._preparing = True
+        self._next_segno += 1
+        return self._next_segno - 1
+
+    def create_segment(self, segno: int) -> Segment:
+        """Segment file ``segno``, created and mapped (a worker thread may call this)."""
+        return create_segment(self.directory, segno, self.segment_bytes, self._digest)
+
+    def add_spare(self, segment: Segment | None) -> None:
+        """The segment :meth:`reserve_spare` asked for (None if creating it failed)."""
+        self._preparing = False
+        if segment is not None and self._lock_fd < 0:  # closed meanwhile
+            self._discard(segment)
+        elif segment is not None:
+            self._spare = segment
+
+    def _discard(self, segment: Segment) -> None:
+        unmap(segment)
+        (self.directory / seg_name(segment.segno, "seg")).unlink(missing_ok=True)
+
+    # -- acknowledgements and retirement -------------------------------------------
+
+    def adopt(self, frames: Iterable[RecoveredFrame]) -> None:
+        """Track recovered frames so that :meth:`finish` can retire their segments."""
+        for frame in frames:
+            segment = self._segments.get(frame.segno)
+            if segment is not None:
+                segment.pending.add(frame.frame_id)
+                self._frame_segment[frame.frame_id] = frame.segno
+
+    def finish(self, outcomes: Iterable[tuple[int, int]]) -> None:
+        """Log ``(frame id, DELIVERED | SPOOLED | FAILED)`` and retire emptied segments.
+
+        A FAILED frame is not acknowledged: it stays on disk for the next start.
+        """
+        by_segment: dict[int, list[bytes]] = {}
+        for frame_id, outcome in outcomes:
+            segno = self._frame_segment.pop(frame_id, None)
+            if segno is None:
+                continue
+            segment = self._segments[segno]
+            segment.pending.discard(frame_id)
+            entries = by_segment.setdefault(segno, [])
+            if outcome == FAILED:
+                segment.kept += 1
+                continue
+            head = FRAME_ID.pack(frame_id) + outcome.to_bytes(4, "little")
+            entries.append(head + zlib.crc32(head).to_bytes(4, "little"))
+        for segno, entries in by_segment.items():
+            segment = self._segments[segno]
+            if not segment.active and not segment.pending and not segment.kept:
+                self._retire(segment)
+                continue
+            if not entries:
+                continue
+            if segment.ack_fd < 0:
+                path = self.directory / seg_name(segno, "ack")
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                segment.ack_fd = os.open(path, flags, 0o600)
+            os.write(segment.ack_fd, b"".join(entries))
+
+    def _maybe_retire(self, segment: Segment) -> None:
+        if not segment.active and not segment.pending and not segment.kept:
+            self._retire(segment)
+
+    def _retire(self, segment: Segment) -> None:
+        unmap(segment)
+        del self._segments[segment.segno]
+        for kind in ("seg", "ack"):
+            (self.directory / seg_name(segment.segno, kind)).unlink(missing_ok=True)
+        self._dir_dirty = True
+
+    # -- syncing -------------------------------------------------------------------
+
+    def sync_fds(self) -> list[int]:
+        """Duplicates of the descriptors to fdatasync (the caller closes them).
+
+        Duplicated so that a segment retired meanwhile cannot close a
+        descriptor a worker thread is still syncing.
+        """
+        fds = []
+        for segment in self._segments.values():
+            if segment.fd >= 0 and segment.dirty:
+                segment.dirty = False
+                fds.append(os.dup(segment.fd))
+        if self._dir_dirty and self._dir_fd >= 0:
+            self._dir_dirty = False
+            fds.append(os.dup(self._dir_fd))
+        return fds
+
+    def mark_dirty(self) -> None:
+        """The open frame grew: the next sync must include the active segment."""
+        if self._active is not None:
+            self._active.dirty = True
+
+    # -- recovery ------------------------------------------------------------------
+
+    def recover(self) -> tuple[list[RecoveredFrame], RecoveryReport]:
+        """Read what previous processes left; call once, after :meth:`open`.
+
+        Returns the unacknowledged frames in log order and a report. Segments
+        of this queue stay tracked (and are deleted once their frames are
+        finished); foreign files and other queues' segments are left alone.
+        """
+        report = RecoveryReport()
+        frames: list[RecoveredFrame] = []
+        segnos: set[int] = set()
+        for entry in sorted(os.listdir(self.directory)):
+            match = SEG_NAME.fullmatch(entry)
+            if match is None:
+                if entry != LOCK_NAME:
+                    report.foreign_files.append(entry)
+                continue
+            segno = int(match.group(1))
+            self._next_segno = max(self._next_segno, segno + 1)
+            if match.group(2) == "seg":
+                segnos.add(segno)
+            elif not (self.directory / seg_name(segno, "seg")).exists():
+                (self.directory / entry).unlink(missing_ok=True)  # its segment is gone
+        for segno in sorted(segnos):
+            name = seg_name(segno, "seg")
+            data = (self.directory / name).read_bytes()
+            found, digest, dropped = read_segment(name, data)
+            report.dropped.extend(dropped)
+            if digest is not None and digest != self._digest:
+                report.other_queue_segments.append(name)
+                continue
+            if digest is None:
+                if not data.strip(b"\0"):  # created, never written: nothing to keep
+                    report.empty_files.append(name)
+                    (self.directory / name).unlink()
+                else:
+                    report.foreign_files.append(name)
+                continue
+            ack_name = seg_name(segno, "ack")
+            ack_path = self.directory / ack_name
+            acked, ack_dropped = read_acks(
+                ack_name, ack_path.read_bytes() if ack_path.exists() else b""
+            )
+            report.dropped.extend(ack_dropped)
+            segment = Segment(segno, len(data))
+            self._segments[segno] = segment
+            report.segments += 1
+            for frame_id, body, records, sealed in found:
+                self._next_frame = max(self._next_frame, frame_id + 1)
+                if frame_id in acked or not records:
+                    report.acknowledged_frames += frame_id in acked
+                    continue
+                frames.append(RecoveredFrame(frame_id, segno, body, records, sealed))
+                report.frames += 1
+                report.records += records
+        self.adopt(frames)
+        for segment in list(self._segments.values()):
+            self._maybe_retire(segment)
+        return frames, report

@@ -1,0 +1,1 @@
+"""The embedded SQS server behind :mod:`panoply_async.local`."""

@@ -1,0 +1,116 @@
+"""Panoply api key and secret -> account, region and SQS queue (DESIGN §1).
+
+Pure: no I/O. Error messages describe which part is wrong without quoting any
+part of the secret, because the secret's parts are themselves sensitive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+
+from ..errors import CredentialsError
+
+__all__ = ["Credentials", "parse_credentials"]
+
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+_AWS_ACCOUNT = re.compile(r"^\d{12}$")
+# SQS queue names: 1-80 characters, alphanumerics, hyphens and underscores.
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Validated credentials and the queue they point to. The repr hides the secret."""
+
+    apikey: str
+    apisecret: str = field(repr=False)
+    account: str
+    region: str
+    aws_account: str
+    queue_name: str
+
+    def queue_url(self, endpoint_url: str | None = None) -> str:
+        """The queue URL on AWS, or the same path under ``endpoint_url``."""
+        if endpoint_url is None:
+            base = f"https://sqs.{self.region}.amazonaws.com"
+        else:
+            base = endpoint_url.rstrip("/")
+        return f"{base}/{self.aws_account}/{self.queue_name}"
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(account={self.account!r}, region={self.region!r}, "
+            f"aws_account={self.aws_account!r}, queue_name={self.queue_name!r}, apisecret='***')"
+        )
+
+
+def _text(value: object, what: str) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            raise CredentialsError(f"{what} must be ASCII text") from None
+    if not isinstance(value, str):
+        raise CredentialsError(f"{what} must be str or bytes, not {type(value).__name__}")
+    return value
+
+
+def parse_credentials(apikey: str | bytes, apisecret: str | bytes) -> Credentials:
+    """Validate ``apikey``/``apisecret`` and derive the target queue.
+
+    Raises :class:`CredentialsError` (a ``ValueError``) naming what is wrong.
+    """
+    key = _text(apikey, "api key")
+    if not key.strip():
+        raise CredentialsError("api key is empty")
+    if key != key.strip():
+        # Stripping silently would send a key that differs from the one given;
+        # a stray space or newline usually means the key was pasted or read wrongly.
+        raise CredentialsError("api key has leading or trailing whitespace")
+    if "/" not in key:
+        raise CredentialsError("api key has no '/' (expected 'ACCOUNT/KEY')")
+    account = key.split("/", 1)[0]
+    if not account:
+        raise CredentialsError("api key has an empty account part (expected 'ACCOUNT/...')")
+
+    secret = _text(apisecret, "api secret").strip()
+    if not secret:
+        raise CredentialsError("api secret is empty")
+    try:
+        decoded = base64.b64decode(secret, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise CredentialsError("api secret is not valid base64 text") from None
+
+    parts = decoded.split("/")
+    if len(parts) != 4:
+        raise CredentialsError(
+            f"api secret decodes to {len(parts)} '/'-separated parts; "
+            "expected 4 (RAND/UUID/AWS_ACCOUNT/REGION)"
+        )
+    rand2, _uuid, aws_account, region = parts
+    if not rand2:
+        raise CredentialsError("api secret has an empty queue suffix (its first part)")
+    if not _AWS_ACCOUNT.match(aws_account):
+        raise CredentialsError("api secret's AWS account id (third part) is not 12 digits")
+    if not _REGION.match(region):
+        raise CredentialsError(
+            "api secret's region (fourth part) is not a valid AWS region name, "
+            "such as 'us-east-1'"
+        )
+    queue_name = f"sdk-{account}-{rand2}"
+    if not _QUEUE_NAME.match(queue_name):
+        raise CredentialsError(
+            "api key account and secret suffix do not form a valid SQS queue name "
+            "(at most 80 letters, digits, '-' or '_')"
+        )
+    return Credentials(
+        apikey=key,
+        apisecret=secret,
+        account=account,
+        region=region,
+        aws_account=aws_account,
+        queue_name=queue_name,
+    )

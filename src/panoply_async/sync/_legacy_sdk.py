@@ -1,0 +1,100 @@
+"""The legacy ``panoply.SDK`` shape over :class:`SyncSDK` (re-exported by ``compat``).
+
+Legacy code builds it without a ``with`` block, calls ``write(table, data)``
+from plain synchronous code and never flushes; the engine starts on the first
+write and drains at interpreter exit (within ``shutdown_timeout``, or spools
+with ``spool_dir``), so a script that exits right after writing loses nothing,
+unlike the legacy SDK, which dropped up to two seconds of records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from .._engine.events import Handler
+from .._wire.credentials import parse_credentials
+from ..errors import PanoplyError
+from ._sdk import SyncSDK
+
+__all__ = ["SDK"]
+
+
+def _error_argument(data: Any) -> Any:
+    """The legacy ``error`` event carried an exception; ours carries a dict."""
+    if not isinstance(data, Mapping):
+        return data
+    exception = data.get("exception")
+    if isinstance(exception, BaseException):
+        return exception
+    return PanoplyError(
+        f"{data.get('records', 0)} records in {data.get('messages', 0)} messages "
+        "were not delivered"
+    )
+
+
+class SDK:
+    """``SDK(apikey, apisecret, **options)``: the legacy Panoply SDK's interface.
+
+    ``qurl`` is the queue URL, ``write(table, data)`` accepts a record (it
+    blocks only while the buffer is full), ``on(name, fn)`` registers a handler
+    for ``send``, ``flush``, ``error`` or ``*`` (``error`` handlers receive the
+    exception, as before), ``flush()`` sends what was written and ``close()``
+    stops. Options are those of :class:`panoply_async.SDK`.
+    """
+
+    logger: Any = None  # the legacy attribute, kept for code that sets it
+
+    def __init__(self, apikey: str | bytes, apisecret: str | bytes, **options: Any) -> None:
+        self._conn = SyncSDK(apikey, apisecret, **options)
+        self._apisecret = apisecret
+        credentials = parse_credentials(apikey, apisecret)
+        self.apikey = credentials.apikey
+        self.account = credentials.account
+        self.qurl = self._conn.queue_url
+
+    @property
+    def apisecret(self) -> str:
+        """The secret given to the constructor (never shown in ``repr``)."""
+        secret = self._apisecret
+        return secret.decode() if isinstance(secret, bytes) else secret
+
+    def __repr__(self) -> str:
+        return f"panoply.SDK(account={self.account!r}, qurl={self.qurl!r})"
+
+    def __enter__(self) -> SDK:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def write(self, table: str, data: Mapping[str, Any]) -> None:
+        self._conn.write(table, data)
+
+    def on(self, name: str, fn: Handler) -> SDK:
+        if name == "error":
+            self._conn.on(name, lambda data: fn(_error_argument(data)))
+        elif name == "*":
+            self._conn.on(
+                name,
+                lambda event, data: fn(event, _error_argument(data) if event == "error" else data),
+            )
+        else:
+            self._conn.on(name, fn)
+        return self
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._conn.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        self._conn.close(timeout)
+
+    @property
+    def stats(self) -> Any:
+        return self._conn.stats

@@ -1,0 +1,257 @@
+"""SyncSDK: the async :class:`SDK` for synchronous callers, on one event-loop thread it owns.
+
+``write()`` encodes and validates in the caller's thread, so a bad record
+raises there and later changes to the caller's dict cannot change what is
+sent; the encoded record then goes to the engine (``_sync_engine``) in a batch
+with the others. The engine starts on first use; ``close()``, leaving the
+``with`` block, or interpreter exit drains it. After ``os.fork()`` the child
+forgets the parent's engine without touching it (its sockets and buffers
+belong to the parent) and starts a fresh one on first use.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from .._engine.events import Handler
+from .._engine.sdk import SDK, SDK_NAME, Stats
+from .._wire.credentials import parse_credentials
+from .._wire.encoding import TABLE_KEY, Encoder
+from .._wire.packing import attributes_size
+from ..errors import RecordError
+from ._engine import CLOSED, NEW, OPEN, Engine
+from ._support import (
+    EventThread,
+    caller_body,
+    exact_copy,
+    flat_copy,
+    pin_forever,
+    process_hooks,
+)
+
+__all__ = ["SyncSDK"]
+
+logger = logging.getLogger("panoply_async")
+
+# Bytes waiting in the hand-off list before writers block: enough for the pump
+# to move large batches, small next to the SDK's own buffer.
+_HANDOFF_BYTES = 1024 * 1024
+
+
+class SyncSDK:
+    """The :class:`SDK` for synchronous code: ``with SyncSDK(key, secret) as conn:
+    conn.write(table, record)``.
+
+    Keyword options are those of :class:`SDK`, passed on unchanged and
+    validated here. ``write()`` and ``write_many()`` may be called from any
+    number of threads; they raise a bad record's :class:`RecordError` in the
+    caller's thread and block (never drop) while the buffer is full. Handlers
+    given to :meth:`on` never run on the caller's thread, and a slow or raising
+    one does not hold up delivery. Everything accepted is delivered (or
+    spooled) by :meth:`close`, by leaving the ``with`` block, or at
+    interpreter exit.
+    """
+
+    def __init__(self, apikey: str | bytes, apisecret: str | bytes, **options: Any) -> None:
+        self._apikey = apikey
+        self._apisecret = apisecret
+        self._options = options
+        self._handlers: list[tuple[str, Handler]] = []
+        sdk = self._new_sdk()  # raises on bad credentials or options
+        credentials = parse_credentials(apikey, apisecret)
+        attributes = {"key": credentials.apikey, "secret": credentials.apisecret, "sdk": SDK_NAME}
+        self._shutdown_timeout = sdk.config.shutdown_timeout
+        self._encoder = Encoder(sdk.config.max_message_bytes - attributes_size(attributes))
+        self._tails = self._encoder.tails
+        self._line_limit = self._encoder.max_line_bytes
+        self._account = sdk.account
+        self._queue_url = sdk.queue_url
+        self._engine = Engine(self._new_sdk, sdk, _HANDOFF_BYTES)
+        self._events = EventThread()
+        process_hooks.track(self)
+
+    def _new_sdk(self) -> SDK:
+        sdk = SDK(self._apikey, self._apisecret, **self._options)
+        for name, handler in self._handlers:
+            sdk.on(name, handler)
+        return sdk
+
+    def __repr__(self) -> str:
+        return (
+            f"SyncSDK(account={self._account!r}, queue_url={self._queue_url!r}, "
+            f"state={self._engine.state!r})"
+        )
+
+    @property
+    def account(self) -> str:
+        return self._account
+
+    @property
+    def queue_url(self) -> str:
+        return self._queue_url
+
+    def __enter__(self) -> SyncSDK:
+        self._start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def on(self, name: str, handler: Handler) -> SyncSDK:
+        """Register ``handler`` for event ``name`` (as :meth:`SDK.on`); returns ``self``.
+
+        Plain functions run on an event thread of this object, one at a time,
+        in the order the events happened; coroutine functions run on the
+        engine's event loop, as with :class:`SDK`.
+        """
+        wrapped = handler
+        if callable(handler) and not inspect.iscoroutinefunction(handler):
+            wrapped = self._on_event_thread(handler)
+            if self._engine.thread is not None:
+                self._events.start()
+        # The engine's SDK, or (not started since a fork) a throwaway one, validates.
+        (self._engine.sdk or self._new_sdk()).on(name, wrapped)
+        self._handlers.append((name, wrapped))
+        return self
+
+    def _on_event_thread(self, handler: Handler) -> Handler:
+        def enqueue(*args: Any) -> None:
+            # self._events at call time: a forked child gets a new thread.
+            self._events.submit(handler, args)
+
+        return enqueue
+
+    def write(self, table: str, data: Mapping[str, Any]) -> None:
+        """Accept one record for ``table``; see :meth:`SDK.write` for the encoding rules.
+
+        Blocks while the buffer is full; raises :class:`RecordError` here for a
+        record that cannot be sent (nothing of it is buffered).
+        """
+        tail = self._tails.get(table) if type(table) is str else None
+        if tail is not None and type(data) is dict and TABLE_KEY not in data:
+            body = caller_body(data)
+            if body is not None:
+                size = len(body) + len(tail)
+                if size <= self._line_limit:
+                    payload = flat_copy(data) or body
+                    # Engine.put() inlined for the common case: room, engine running.
+                    engine = self._engine
+                    with engine.lock:
+                        if engine.pending_bytes < engine.handoff_bytes and engine.state is OPEN:
+                            engine.pending.append((table, payload))
+                            engine.pending_records += 1
+                            engine.pending_bytes += size
+                            if engine.pump_idle:
+                                engine.wake()
+                            return
+                    self._put(((table, payload),), 1, size)
+                    return
+        line = self._encode(table, data)
+        self._put(((table, exact_copy(line)),), 1, len(line))
+
+    def write_many(self, table: str, records: Sequence[Mapping[str, Any]]) -> int:
+        """Accept several records for ``table``; returns how many were accepted.
+
+        Every record is encoded first: if one is bad, it raises and none is accepted.
+        """
+        items: list[tuple[str | None, Any]] = []
+        size = 0
+        for data in records:
+            tail = self._tails.get(table) if type(table) is str else None
+            if tail is not None and type(data) is dict and TABLE_KEY not in data:
+                body = caller_body(data)
+                if body is not None and len(body) + len(tail) <= self._line_limit:
+                    items.append((table, flat_copy(data) or body))
+                    size += len(body) + len(tail)
+                    continue
+            line = self._encode(table, data)
+            items.append((table, exact_copy(line)))
+            size += len(line)
+        if items:
+            self._put(items, len(items), size)
+        return len(items)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send everything written so far; return once SQS acknowledged it (or it
+        finally failed: then the ``error`` event fired and it was spooled).
+
+        Raises ``TimeoutError`` after ``timeout`` seconds; delivery goes on.
+        """
+        self._engine.flush(timeout)
+
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of the delivery counters; records still on their way to the
+        engine count as accepted and pending."""
+        return self._engine.stats()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver (or spool) everything accepted and stop the engine.
+
+        The SDK's ``shutdown_timeout`` bounds the drain; ``timeout`` bounds how
+        long this call waits (``TimeoutError``; the drain goes on in the
+        background). Raises :class:`DeliveryError` as the SDK does when records
+        were neither delivered nor spooled. Calling it again does nothing.
+        """
+        try:
+            self._engine.close(timeout)
+        finally:
+            if not self._engine.thread or not self._engine.thread.is_alive():
+                self._events.stop(self._shutdown_timeout if timeout is None else timeout)
+                process_hooks.stopped(self)
+
+    # -- internals -----------------------------------------------------------------
+
+    def _encode(self, table: str, data: Mapping[str, Any]) -> bytes:
+        try:
+            return self._encoder.encode(table, data)
+        except RecordError:
+            with self._engine.lock:
+                self._engine.rejected += 1
+            raise
+
+    def _put(self, items: Sequence[tuple[str | None, Any]], records: int, size: int) -> None:
+        if self._engine.state is not OPEN:
+            self._start()
+        self._engine.put(items, records, size)
+
+    def _start(self) -> None:
+        if self._engine.state is NEW and any(
+            not inspect.iscoroutinefunction(h) for _, h in self._handlers
+        ):
+            # Now, not at the first event: Python 3.12 refuses new threads once
+            # the main thread has ended, when the exit hooks drain.
+            self._events.start()
+        self._engine.start()
+        process_hooks.started(self)
+
+    def _forget_engine_after_fork(self) -> None:
+        """In a forked child: drop the parent's engine without touching it."""
+        old = self._engine
+        pin_forever((old, self._events))
+        self._engine = Engine(self._new_sdk, None, _HANDOFF_BYTES)
+        self._events = EventThread()
+        if old.state is not NEW and old.state is not OPEN:
+            self._engine.state = CLOSED
+
+    def _drain_at_exit(self, *, close: bool) -> None:
+        """``flush()`` when the main thread ends, ``close()`` at interpreter exit."""
+        try:
+            if close:
+                self.close()
+            else:
+                self.flush(self._shutdown_timeout)
+        except Exception as exc:
+            logger.error("%r: delivery at exit did not complete: %s", self, exc)
+
+
+process_hooks.install()
