@@ -1,16 +1,11 @@
-"""Exceptions for connectors, and the legacy SDK's error normalisation made async-aware.
+"""Every exception of the package (one root, :class:`PanoplyError`), and the legacy
+SDK's error normalisation made async-aware.
 
-``PanoplyException(message, retryable=True)`` is what a connector raises to
-say whether the platform (or :meth:`SDK.ingest`) should try again.
-``wrap_errors(phase)`` turns any exception raised by a connector function into
-a :class:`DataSourceException` carrying a code from :data:`ERROR_CODES`, using
-the codes registered on exception classes with ``set_internal_code``.
-
-This module is the one place to import every exception of the package from:
-the SDK's own errors (from ``_exceptions``), the connector errors defined
-here, and those defined next to the code that raises them (``ConnectorError``,
-``SendError``, ``ScaffoldError``, ``SSHTunnelConfigError``, ``SSHTunnelError``).
-All derive from :class:`PanoplyError`; docs/reference.md draws the tree.
+``PanoplyException(message, retryable=True)`` is what a connector raises to say
+whether :meth:`SDK.ingest` (or the platform) should try again. ``wrap_errors(phase)``
+turns any exception of a connector function into a :class:`DataSourceException`
+carrying a code from :data:`ERROR_CODES` (see ``set_internal_code``).
+docs/reference.md draws the tree.
 """
 
 from __future__ import annotations
@@ -32,6 +27,8 @@ __all__ = [
     "DataSourceException",
     "DecodeError",
     "DeliveryError",
+    "HTTPAuthError",
+    "HTTPError",
     "IncorrectParamError",
     "MetadataNotSupportedException",
     "PanoplyError",
@@ -151,15 +148,10 @@ class PanoplyException(PanoplyError):
 
 
 class DataSourceException(PanoplyException):
-    """A normalised connector error, with the legacy platform's fields.
-
-    ``code`` is a key of :data:`ERROR_CODES`, ``exception_cls`` the dotted name
-    of the original exception's class, ``phase`` a :class:`Phase` value, and
-    ``source_type``/``source_id``/``database_id`` come from the source's
-    ``type``, ``id`` and ``database`` keys. Unlike the legacy class it is a
-    :class:`PanoplyException`, so it carries ``retryable`` (copied from the
-    original exception when it had one).
-    """
+    """A normalised connector error, with the legacy platform's fields: ``code`` (a key
+    of :data:`ERROR_CODES`), ``exception_cls`` (the original's dotted class name),
+    ``phase`` (a :class:`Phase` value), ``source_type``/``source_id``/``database_id`` (the
+    source's ``type``, ``id``, ``database``), and ``retryable`` (copied from the original)."""
 
     def __init__(
         self,
@@ -245,6 +237,22 @@ class BackgroundTimeoutError(PanoplyException, TimeoutError):
         self.timeout = timeout
 
 
+class HTTPError(PanoplyException):
+    """A ``RESTClient`` request failed: ``status`` (None: no answer), ``url`` (no query).
+    ``retryable`` by default for 401, 408, 429, 5xx and no answer. Never holds a token."""
+
+    def __init__(self, message: object = None, retryable: bool | None = None, *,
+                 status: int | None = None, url: str = "") -> None:
+        transient = status is None or status in (401, 408, 429) or status >= 500
+        super().__init__(message, transient if retryable is None else retryable)
+        self.status, self.url = status, url
+
+
+class HTTPAuthError(HTTPError):
+    """HTTP 401: retryable, so that a ``read()`` under ``validate_token`` runs again with
+    the refreshed token (docs/connectors.md, "HTTP helper")."""
+
+
 class IncorrectParamError(PanoplyError, ValueError):
     """A connector parameter has an incorrect value (legacy name)."""
 
@@ -310,13 +318,9 @@ class WALRecoveryError(WALError):
 
 
 class SSHTunnelConfigError(IncorrectParamError):
-    """The ``ssh_tunnel`` dict or another constructor argument is malformed.
-
-    Raised by the ``SSHTunnel`` constructor. It is an ``IncorrectParamError`` (what the
-    legacy helper raised, so ``except IncorrectParamError`` keeps catching it) and a
-    ``ValueError``. The message names the offending key and never quotes the password
-    or the private key.
-    """
+    """The ``ssh_tunnel`` dict or another ``SSHTunnel`` argument is malformed: an
+    ``IncorrectParamError`` as the legacy helper raised. The message names the offending
+    key and never quotes the password or the private key."""
 
 
 class SSHTunnelError(PanoplyError):

@@ -1,15 +1,37 @@
 """Writing connectors: the :class:`DataSource` base class, the decorators connectors
-use, and loading and checking a connector module (the contract the command enforces).
+use, the HTTP helper (``RESTClient`` and its paginators), and loading and checking a
+connector module (the contract the command enforces).
 """
 
 from ._contract import check_connector, connector_name, load_connector, validate_connector
 from ._datasource import DataSource, Field, Metadata, RecordGroup, Resource, to_record
 from ._decorators import background_progress, validate_token
+from ._http import BasicAuth, BearerAuth, Page, RESTClient
+from ._paginators import (
+    HeaderLinkPaginator,
+    JSONCursorPaginator,
+    JSONLinkPaginator,
+    OffsetPaginator,
+    PageNumberPaginator,
+    PageRequest,
+    Paginator,
+)
 
 __all__ = [
+    "BasicAuth",
+    "BearerAuth",
     "DataSource",
     "Field",
+    "HeaderLinkPaginator",
+    "JSONCursorPaginator",
+    "JSONLinkPaginator",
     "Metadata",
+    "OffsetPaginator",
+    "Page",
+    "PageNumberPaginator",
+    "PageRequest",
+    "Paginator",
+    "RESTClient",
     "RecordGroup",
     "Resource",
     "background_progress",
