@@ -1,9 +1,13 @@
-"""Example connector: a paginated HTTP JSON API behind OAuth.
+"""Example connector: a paginated HTTP JSON API behind OAuth, on the HTTP helper.
 
 The API serves ``GET {base_url}/contacts?updated_since=T&cursor=C`` answering
 ``{"data": [...], "next_cursor": C or null}`` and ``401`` once the access token
 expired; ``POST {base_url}/oauth/token`` refreshes it. Each run reads what
 changed since the last committed ``updated_since``.
+
+:class:`RESTClient` does the paging (a cursor in the body), the retries (429 and
+5xx, honouring ``Retry-After``) and the bearer header; ``validate_token``
+refreshes the token when the API answers 401 (:class:`HTTPAuthError`).
 """
 
 from __future__ import annotations
@@ -11,9 +15,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
-from panoply_async import DataSource, PanoplyException, validate_token
+from panoply_async import (
+    BearerAuth,
+    DataSource,
+    HTTPAuthError,
+    JSONCursorPaginator,
+    PageRequest,
+    RESTClient,
+    validate_token,
+)
 
 CONFIG: dict[str, Any] = {
     "title": "Contacts API",
@@ -30,10 +40,6 @@ CONFIG: dict[str, Any] = {
 }
 
 
-class Expired(Exception):
-    """The API answered 401: the access token needs refreshing."""
-
-
 def token_url(source: DataSource) -> str:
     return str(source.source["base_url"]).rstrip("/") + "/oauth/token"
 
@@ -45,41 +51,29 @@ class Stream(DataSource):
         super().__init__(source, options)
         state = source.get("state") or {}
         self.since = str(state.get("updated_since", ""))
-        self.cursor: str | None = None
+        self.newest = self.since
+        self.loaded = 0
+        # The next page to fetch: a retried read() (after a token refresh, or an
+        # error once pages were yielded) resumes there instead of starting over.
+        self.resume: PageRequest | None = None
 
-    @validate_token(token_url, Expired)
-    async def fetch_page(self, session: aiohttp.ClientSession, size: int) -> dict[str, Any]:
-        params = {"updated_since": self.since, "limit": str(size)}
-        if self.cursor:
-            params["cursor"] = self.cursor
-        headers = {"Authorization": f"Bearer {self.source['access_token']}"}
-        url = str(self.source["base_url"]).rstrip("/") + "/contacts"
-        async with session.get(url, params=params, headers=headers) as response:
-            if response.status == 401:
-                raise Expired()
-            if response.status >= 500 or response.status == 429:
-                raise PanoplyException(f"API answered {response.status}", retryable=True)
-            if response.status >= 400:
-                raise PanoplyException(f"API answered {response.status}", retryable=False)
-            page: dict[str, Any] = await response.json()
-            return page
-
+    @validate_token(token_url, HTTPAuthError)
     async def read(self, n: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
         size = n or int(self.source.get("page_size") or 100)
-        loaded = 0
-        newest = self.since
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-            while True:
-                page = await self.fetch_page(session, size)
-                records = page["data"]
-                loaded += len(records)
-                if records:
-                    newest = max(newest, *(str(r["updated_at"]) for r in records))
-                # A retry resumes from this cursor: it lives on self, not in a local.
-                self.cursor = page.get("next_cursor")
-                state_id = f"{newest}#{loaded}"
-                self.state(state_id, {"updated_since": newest})
-                self.progress(loaded, page.get("total"), "reading contacts")
-                yield [{**record, "__state": state_id} for record in records]
-                if not self.cursor:
-                    return
+        # A function, not the token itself: the refreshed token is read per request.
+        auth = BearerAuth(lambda: str(self.source["access_token"]))
+        pages = JSONCursorPaginator(cursor_path="next_cursor", cursor_param="cursor")
+        async with RESTClient(str(self.source["base_url"]), auth=auth,
+                              paginator=pages) as client:
+            async for page in client.paginate(
+                "contacts", params={"updated_since": self.since, "limit": size},
+                data_selector="data", resume=self.resume,
+            ):
+                self.resume = page.next_request
+                self.loaded += len(page)
+                if page:
+                    self.newest = max(self.newest, *(str(r["updated_at"]) for r in page))
+                state_id = f"{self.newest}#{self.loaded}"
+                self.state(state_id, {"updated_since": self.newest})
+                self.progress(self.loaded, None, "reading contacts")
+                yield [{**record, "__state": state_id} for record in page]

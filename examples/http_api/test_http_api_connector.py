@@ -22,9 +22,16 @@ class FakeApi:
     def __init__(self) -> None:
         self.valid_token = "token-2"
         self.refreshes = 0
+        #: the token in use expires after this many pages (None: never)
+        self.expire_after: int | None = None
+        self.pages = 0
 
     async def contacts(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.valid_token}":
+            return web.json_response({"error": "token expired"}, status=401)
+        self.pages += 1
+        if self.expire_after is not None and self.pages > self.expire_after:
+            self.expire_after, self.valid_token = None, "token-3"
             return web.json_response({"error": "token expired"}, status=401)
         since = request.query.get("updated_since", "")
         limit = int(request.query["limit"])
@@ -88,6 +95,20 @@ async def test_reads_every_contact_refreshing_the_token(
     assert sorted(r["id"] for r in tables["contacts"]) == list(range(230))
     assert "refresh-1" not in caplog.text
     assert "token-2" not in caplog.text
+
+
+async def test_a_token_expiring_mid_run_is_refreshed_and_paging_resumes(
+    api: tuple[str, FakeApi], panoply_queue: LocalQueue
+) -> None:
+    url, fake = api
+    fake.expire_after = 2  # the third page is refused: two batches were already written
+    async with panoply_queue.sdk() as conn:
+        result = await conn.ingest(Stream(source_for(url, access_token="token-2")),
+                                   batch_size=50)
+    assert fake.refreshes == 1
+    assert result.records == 230
+    ids = [r["id"] for r in (await panoply_queue.atables())["contacts"]]
+    assert sorted(ids) == list(range(230))  # resumed at the refused page: no duplicate
 
 
 async def test_incremental_run_reads_only_what_changed(
