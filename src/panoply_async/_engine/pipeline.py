@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..errors import PanoplyException, RecordError, RecordTypeError
+from ..errors import ConfigurationError, PanoplyException, RecordError, RecordTypeError
+from .bad_records import BadRecord, BadRecords, source_mask
 from .routing import TableRouter
 
 if TYPE_CHECKING:
@@ -138,15 +140,27 @@ async def ingest(
     emit: Emit | None = None,
     read_attempts: int = READ_ATTEMPTS,
     backoff: float = 1.0,
+    on_bad_record: str = "fail",
+    dead_letter_file: str | os.PathLike[str] | None = None,
+    max_records: int | None = None,
 ) -> IngestResult:
     """Run ``ds`` into ``conn`` until ``read()`` is exhausted. See :meth:`SDK.ingest`.
 
     ``emit(name, data)`` fires the SDK's events (``progress``,
     ``source-change``, ``source-state``); :meth:`SDK.ingest` passes its own.
     Without it no event is fired.
+
+    ``max_records`` (a trial): at most that many records per table are written,
+    and reading stops once every table seen so far has that many. A trial commits
+    no state: the records it left unread must be read by the next run.
     """
     if emit is None:
         emit = _no_event
+    bad = BadRecords(on_bad_record, dead_letter_file, source_mask(ds))
+    if max_records is not None and (isinstance(max_records, bool)
+                                    or not isinstance(max_records, int) or max_records < 1):
+        raise ConfigurationError(f"max_records must be an integer of 1 or more, "
+                                 f"got {max_records!r}")
     router = TableRouter(ds.source)
     result = IngestResult()
     tables: Counter[str] = Counter()
@@ -167,7 +181,8 @@ async def ingest(
 
     ds.on("progress", forward("progress"))
     ds.on("source-change", forward("source-change"))
-    ds.on("source-state", on_source_state)
+    if max_records is None:
+        ds.on("source-state", on_source_state)
 
     async def read_all() -> None:
         # A retry calls read() again. A pass that gets further than every earlier
@@ -179,11 +194,19 @@ async def ingest(
         while True:
             batches = 0
             try:
-                async for batch in _batches(ds, batch_size):
+                reading = _batches(ds, batch_size)
+                async for batch in reading:
                     batches += 1
                     if batches > furthest:
                         furthest, attempt = batches, 0
                     await write_batch(batch)
+                    if max_records is not None and tables and min(tables.values()) >= max_records:
+                        # Every table has its share: end read() here (its finally
+                        # blocks run now), then close() runs as after a full read.
+                        aclose = getattr(reading, "aclose", None)
+                        if aclose is not None:
+                            await aclose()
+                        return
                 return
             except (RecordError, RuntimeError):
                 # A record the SDK refused, or a closed SDK: reading again cannot help.
@@ -203,31 +226,68 @@ async def ingest(
                            error, delay, attempt + 1, read_attempts)
             await anyio.sleep(delay)
 
-    async def write_group(table: str, records: list[Any]) -> None:
+    def quota(table: str, records: list[Any], positions: list[int]
+              ) -> tuple[list[Any], list[int]]:
+        # A trial writes at most max_records per table; the rest is not written.
+        if max_records is None:
+            return records, positions
+        room = max(0, max_records - tables[table])
+        return records[:room], positions[:room]
+
+    async def write_each(table: str, records: list[Any], positions: list[int],
+                         resource: str | None) -> int:
+        """One ``write()`` per record, to tell the refused ones from the others: only
+        a batch holding a bad record pays for encoding its good ones again."""
+        accepted = 0
+        for record, position in zip(records, positions, strict=True):
+            try:
+                await conn.write(table, record)
+            except RecordError as error:
+                bad.refused(BadRecord(table, resource, result.batches + 1, position,
+                                      error.path, ""), record, error)
+            else:
+                accepted += 1
+        return accepted
+
+    async def write_group(table: str, records: list[Any], positions: list[int],
+                          resource: str | None) -> int:
+        records, positions = quota(table, records, positions)
+        if not records:
+            return 0
         try:
             await conn.write_many(table, records)
-        except RecordTypeError:
-            _check_records(records)
-            raise
-        tables[table] += len(records)
+            accepted = len(records)
+        except RecordError as error:
+            if isinstance(error, RecordTypeError):
+                _check_records(records)  # a record that is no dict: read() is broken
+            if bad.fail:
+                raise
+            accepted = await write_each(table, records, positions, resource)
+        tables[table] += accepted
+        return accepted
 
     async def write_batch(batch: Any) -> None:
-        # A batch goes in as few write_many() calls as it has tables; none of a
-        # group is accepted when one of its records is refused.
+        # A batch goes in as few write_many() calls as it has tables; under
+        # on_bad_record="fail" none of a group is accepted when one of its
+        # records is refused.
         records, resource = _group_of(batch)
         committer.before_batch(records)
+        written = 0
         if records:
             table = router.fixed(resource)
             if table is not None:
-                await write_group(table, records)
+                written = await write_group(table, records, list(range(len(records))),
+                                            resource)
             else:
-                groups: dict[str, list[Any]] = {}
-                for record in records:
+                groups: dict[str, tuple[list[Any], list[int]]] = {}
+                for position, record in enumerate(records):
                     _check_records((record,))
-                    groups.setdefault(router.table(record, resource), []).append(record)
-                for table, group in groups.items():
-                    await write_group(table, group)
-        result.records += len(records)
+                    group = groups.setdefault(router.table(record, resource), ([], []))
+                    group[0].append(record)
+                    group[1].append(position)
+                for table, (group_records, positions) in groups.items():
+                    written += await write_group(table, group_records, positions, resource)
+        result.records += written
         result.batches += 1
         committer.after_batch()
 
@@ -259,8 +319,11 @@ async def ingest(
             await committer.run()
         raise
     finally:
+        bad.close()
         with anyio.CancelScope(shield=True):
             await _close(ds, conn.config.shutdown_timeout)
+        result.records_skipped, result.records_dead_lettered = bad.skipped, bad.dead_lettered
+        result.bad_records = list(bad.identified)
         result.tables = dict(tables)
         result.elapsed = time.monotonic() - started
         result.delivered = (

@@ -1,9 +1,8 @@
 """The SDK facade: options, the lifetimes of the parts, events and stats.
 
-Data flow (DESIGN §2), one module per stage: ``_buffer.py`` (the write path:
-records into messages), ``_delivery.py`` (messages to SQS, or the spool),
-``_replay.py`` (spool files back to SQS), ``_checkpoint.py`` (which messages
-are finished, in order).
+Data flow (DESIGN §2), one module per stage: ``buffer`` (records into messages),
+``delivery`` (messages to SQS, or the spool), ``replay`` (spool files back to SQS),
+``checkpoint`` (which messages are finished, in order).
 
 Every background task lives in one anyio task group owned by the ``SDK`` and
 bounded by its ``async with`` block. Delivery runs inside a shielded cancel
@@ -361,11 +360,9 @@ class SDK:
         return await replay_path(path, self.spool_path, self._delivery, self._attributes_size)
 
     async def ingest(
-        self,
-        source: Source,
-        *,
-        batch_size: int | None = None,
-        on_state: Callable[[Any, Any], None] | None = None,
+        self, source: Source, *, batch_size: int | None = None,
+        on_state: Callable[[Any, Any], None] | None = None, on_bad_record: str = "fail",
+        dead_letter_file: str | os.PathLike[str] | None = None, max_records: int | None = None,
     ) -> IngestResult:
         """Run a :class:`DataSource` into this SDK until its ``read()`` is exhausted.
 
@@ -374,13 +371,17 @@ class SDK:
         committed (event ``source-state``, and ``on_state(id, merged_state)``)
         only once every record written before it, and every record tagged
         ``"__state": id``, was acknowledged by SQS. Retryable errors from
-        ``read()`` are retried (3 attempts); ``close()`` always runs.
+        ``read()`` are retried (3 attempts); ``close()`` always runs. A record
+        ``write()`` refuses stops the run (``on_bad_record="fail"``) or is
+        counted and identified (``"skip"``), and kept in ``dead_letter_file``
+        (``"dead-letter"``). ``max_records`` (per table) ends a trial run early.
         """
         if self._state is not _OPEN:
             raise self._not_open("ingest")
         return await ingest(
-            self, source, batch_size=batch_size, on_state=on_state, emit=self._emit
-        )
+            self, source, batch_size=batch_size, on_state=on_state, emit=self._emit,
+            on_bad_record=on_bad_record, dead_letter_file=dead_letter_file,
+            max_records=max_records)
 
     def checkpoint(self) -> Checkpoint:
         """Mark everything written so far, the open message included.

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from .bad_records import BadRecord
 from .checkpoint import Checkpoint
 from .config import SDKConfig
 from .stats import Stats
@@ -56,6 +57,12 @@ class IngestResult:
     states_committed: int = 0
     #: True when every record written by this run was acknowledged by SQS
     delivered: bool = True
+    #: records ``write()`` refused that the run skipped (``on_bad_record="skip"``)
+    records_skipped: int = 0
+    #: records ``write()`` refused that went to the dead-letter file
+    records_dead_lettered: int = 0
+    #: the first refused records, identified (table, batch, position, key path, reason)
+    bad_records: list[BadRecord] = field(default_factory=list)
 
 
 
