@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 connector or delivery failure (also after an
 interrupt, when records were not delivered); 2 usage or configuration error;
-130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM, after a clean drain.
+130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM, after a clean drain; 141 a dry
+run whose reader closed stdout (``| head``), the status of a tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import click
 
 from .._version import __version__
 from ..errors import PanoplyError
+from ._trial_options import trial_options
 
 __all__ = ["cli", "main"]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_STDOUT_CLOSED = 141
 DEFAULT_SPOOL_DIR = "panoply-spool"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -259,12 +262,13 @@ def _collect_source(ctx: click.Context, module: Any, values: dict[str, Any],
 @click.option("--wal-dir", type=click.Path(file_okay=False),
               help="Log every record here before sending; a crashed run's records are "
               "resent by the next run with the same --wal-dir.")
+@trial_options
 @click.pass_context
 def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str | None,
         endpoint_url: str | None, local: bool, dry_run: bool, state_file: Path | None,
         batch_size: int | None, source_json: str | None, spool_dir: str,
-        shutdown_timeout: float, verbose: bool, wal_dir: str | None,
-        **params: Any) -> None:
+        shutdown_timeout: float, verbose: bool, wal_dir: str | None, on_bad_record: str,
+        dead_letter_file: str, max_records: int | None, **params: Any) -> None:
     """Run the connector MODULE (an importable name, a .py file or a package directory).
 
     One option per CONFIG["params"] entry is added; see `panoply-async run MODULE --help`.
@@ -301,7 +305,8 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
         endpoint_url=endpoint_url, local=local, dry_run=dry_run,
         state_file=StateFile(state_file) if state_file is not None else None,
         batch_size=batch_size, spool_dir=spool_dir, shutdown_timeout=shutdown_timeout,
-        stopper=stopper, wal_dir=wal_dir,
+        stopper=stopper, wal_dir=wal_dir, on_bad_record=on_bad_record,
+        dead_letter_file=dead_letter_file, max_records=max_records,
     )
     try:
         load_state(options)
@@ -319,10 +324,13 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
             on_again=stopper.stop))
     except KeyboardInterrupt:  # before the event loop took over the signals
         interrupt.signum = interrupt.signum or signal.SIGINT
+    if outcome.stdout_closed:
+        sys.exit(EXIT_STDOUT_CLOSED)  # quietly, as a tool killed by SIGPIPE
     # A signal during the final drain interrupts nothing, but it was received.
     outcome.interrupted = outcome.interrupted or interrupt.interrupted
     for line in summary_lines(outcome, dry_run=dry_run, interrupt=interrupt,
-                              stopped=stopper.stopped):
+                              stopped=stopper.stopped, max_records=max_records,
+                              dead_letter_file=dead_letter_file):
         console.out(line, highlight=False)
     stats = outcome.stats
     undelivered = stats.get("records_spooled", 0) + stats.get("records_failed", 0)

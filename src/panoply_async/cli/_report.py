@@ -56,8 +56,31 @@ def error_lines(error: BaseException, module: Any, verbose: bool) -> list[str]:
     return [redactor.redact(line) for line in lines]
 
 
+#: refused records the summary identifies one by one
+SHOWN_BAD_RECORDS = 5
+
+
+def bad_record_lines(result: Any, dead_letter_file: str | None) -> list[str]:
+    """The refused records' counts, and the first few identified."""
+    skipped, dead = result.records_skipped, result.records_dead_lettered
+    if not (skipped or dead):
+        return []
+    lines = [f"bad records: {skipped:,} skipped"
+             if skipped else f"bad records: {dead:,} dead-lettered to {dead_letter_file}"]
+    for bad in result.bad_records[:SHOWN_BAD_RECORDS]:
+        where = f" (resource {bad.resource})" if bad.resource is not None else ""
+        at = f" at {bad.path}" if bad.path else ""
+        lines.append(f"  {bad.table}{where}: batch {bad.batch}, record {bad.position}"
+                     f"{at}: {bad.reason}")
+    hidden = skipped + dead - min(len(result.bad_records), SHOWN_BAD_RECORDS)
+    if hidden > 0:
+        lines.append(f"  ... and {plural(hidden, 'more record')}")
+    return lines
+
+
 def summary_lines(outcome: RunOutcome, *, dry_run: bool, interrupt: Interrupt,
-                  stopped: bool) -> list[str]:
+                  stopped: bool, max_records: int | None = None,
+                  dead_letter_file: str | None = None) -> list[str]:
     """The summary ``run`` prints after the connector ended, secrets masked."""
     stats = outcome.stats
     result = outcome.result
@@ -68,6 +91,10 @@ def summary_lines(outcome: RunOutcome, *, dry_run: bool, interrupt: Interrupt,
                      f"{outcome.elapsed:.1f}s")
         for table, count in sorted(result.tables.items()):
             lines.append(f"  {table}: {count:,}")
+        lines.extend(bad_record_lines(result, dead_letter_file))
+        if max_records is not None:
+            lines.append(f"trial: at most {plural(max_records, 'record')} per table; "
+                         "no state saved")
     if stats and dry_run:
         lines.append(f"dry run: {plural(stats['records_delivered'], 'record')} printed, "
                      "nothing sent")
@@ -82,7 +109,11 @@ def summary_lines(outcome: RunOutcome, *, dry_run: bool, interrupt: Interrupt,
                      if dry_run else f"state: {outcome.committed[0]!r} committed")
     if outcome.arrived is not None:
         lines.append("arrived at the local server:")
-        lines.extend(f"  {table}: {count:,}" for table, count in outcome.arrived.items())
+        for table, count in outcome.arrived.items():
+            lines.append(f"  {table}: {count:,}")
+            look = (outcome.looks or {}).get(table)
+            if look is not None:
+                lines.extend(look.lines())
     if outcome.interrupted:
         delivered = stats.get("records_delivered", 0)
         spooled = stats.get("records_spooled", 0) + stats.get("records_failed", 0)

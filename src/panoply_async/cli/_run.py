@@ -9,7 +9,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +25,7 @@ from .._engine.transport import MemoryTransport, Message, SendOutcome, Transport
 from .._wire.encoding import decode_body
 from ..errors import StateFileError
 from ._interrupt import Stopper
+from ._look import TableLook
 from ._progress import RunDisplay
 
 __all__ = ["RunOptions", "StateFile", "StateFileError", "param_options", "run_connector"]
@@ -180,18 +181,40 @@ class StateFile:
 
 
 class DryRunTransport(MemoryTransport):
-    """Acknowledges at once and writes each record to stdout as a JSON line."""
+    """Acknowledges at once and writes each record to stdout as a JSON line.
 
-    def __init__(self) -> None:
+    When stdout's reader goes away (``| head``), stdout is pointed at the null
+    device (nothing more can be printed, and Python's exit flush stays quiet),
+    ``on_closed`` ends the run, and every message, printed or not, is still
+    acknowledged: a dry run has nothing to spool.
+    """
+
+    def __init__(self, on_closed: Callable[[], None] | None = None) -> None:
         super().__init__(keep_bodies=False)
+        self.on_closed = on_closed
+        self.stdout_closed = False
 
     async def send(self, messages: Sequence[Message]) -> SendOutcome:
         out = sys.stdout
-        for message in messages:
-            for record in decode_body(message.body):
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        out.flush()
+        if not self.stdout_closed:
+            try:
+                for message in messages:
+                    for record in decode_body(message.body):
+                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.flush()
+            except BrokenPipeError:
+                self._closed()
         return await super().send(messages)
+
+    def _closed(self) -> None:
+        self.stdout_closed = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+        if self.on_closed is not None:
+            self.on_closed()
 
 
 @dataclass
@@ -210,6 +233,11 @@ class RunOptions:
     shutdown_timeout: float = 30.0
     stopper: Stopper = field(default_factory=Stopper)
     wal_dir: str | None = None
+    #: what to do with a record write() refuses: fail, skip or dead-letter
+    on_bad_record: str = "fail"
+    dead_letter_file: str | None = None
+    #: a trial: stop once this many records were read for each table
+    max_records: int | None = None
 
 
 @dataclass
@@ -223,6 +251,10 @@ class RunOutcome:
     #: the last ``(state_id, state)`` committed during this run
     committed: tuple[Any, Any] | None = None
     elapsed: float = 0.0
+    #: a dry run whose stdout was closed by its reader (``| head``)
+    stdout_closed: bool = False
+    #: with ``--local``: what arrived, per table (records, columns, a sample)
+    looks: dict[str, TableLook] | None = None
 
 
 def load_state(options: RunOptions) -> None:
@@ -259,31 +291,40 @@ async def run_connector(options: RunOptions, console: Console, outcome: RunOutco
     if apikey is None or apisecret is None:
         raise ValueError("credentials are required unless --local or --dry-run")
 
-    state_file = None if options.dry_run else options.state_file
+    # A trial (--max-records) leaves records unread: its state must not move the
+    # next run past them, nor its start time become the last success.
+    trial = options.max_records is not None
+    state_file = None if options.dry_run or trial else options.state_file
 
     def on_state(state_id: Any, state: Any) -> None:
         outcome.committed = (state_id, state)
         if state_file is not None:
             state_file.save(state_id, state)
 
-    transport: Transport = options.stopper.transport(
-        apikey, apisecret, endpoint_url, DryRunTransport() if options.dry_run else None)
+    # A dry run's reader that goes away (``| head``) ends the run, quietly.
+    pipe_scope = anyio.CancelScope()
+    dry = DryRunTransport(pipe_scope.cancel) if options.dry_run else None
+    transport: Transport = options.stopper.transport(apikey, apisecret, endpoint_url, dry)
     display = RunDisplay(console)
     sdk = SDK(apikey, apisecret, endpoint_url=endpoint_url, spool_dir=options.spool_dir,
               transport=transport, shutdown_timeout=options.shutdown_timeout,
               wal_dir=options.wal_dir)
     clock = time.monotonic()
     try:
-        with display:
+        with display, pipe_scope:
             sdk.on("progress", display.on_progress)
             sdk.on("flush", lambda data: display.add_records(int(data["records"])))
             try:
                 async with sdk as conn:
                     source = stream_cls(options.source, {})
                     outcome.result = await conn.ingest(
-                        source, batch_size=options.batch_size, on_state=on_state)
+                        source, batch_size=options.batch_size, on_state=on_state,
+                        on_bad_record=options.on_bad_record,
+                        dead_letter_file=options.dead_letter_file,
+                        max_records=options.max_records)
             except anyio.get_cancelled_exc_class():
-                outcome.interrupted = True
+                outcome.stdout_closed = dry is not None and dry.stdout_closed
+                outcome.interrupted = not outcome.stdout_closed
             except Exception as exc:
                 outcome.error = exc
             finally:
@@ -296,12 +337,15 @@ async def run_connector(options: RunOptions, console: Console, outcome: RunOutco
             with anyio.CancelScope(shield=True):
                 queue_url = server.queue_url(apikey, apisecret)
                 received = await server.areceive(queue_url)
-                arrived: dict[str, int] = {}
+                # What Panoply would receive, read from what arrived: nothing is
+                # added to the SDK's write path for it.
+                looks: dict[str, TableLook] = {}
                 for message in received:
                     for record in decode_body(message.body):
                         table = str(record.get("__table"))
-                        arrived[table] = arrived.get(table, 0) + 1
-                outcome.arrived = dict(sorted(arrived.items()))
+                        looks.setdefault(table, TableLook()).add(record)
+                outcome.looks = dict(sorted(looks.items()))
+                outcome.arrived = {table: look.records for table, look in outcome.looks.items()}
                 await anyio.to_thread.run_sync(server.stop)
     undelivered = outcome.stats.get("records_spooled", 0) + outcome.stats.get("records_failed", 0)
     if (state_file is not None and not outcome.interrupted and outcome.error is None
