@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from panoply_async import (
     BasicAuth,
@@ -439,3 +441,64 @@ async def test_resume_starts_at_a_pages_next_request(serve: Any) -> None:
             break
         rest = [row async for page in client.paginate("n", resume=resume) for row in page]
     assert rest == ROWS[10:]
+
+
+# --- pure: properties over every size -------------------------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(total=st.integers(0, 400), limit=st.integers(1, 50), use_total=st.booleans())
+def test_offset_paging_covers_every_row_once(total: int, limit: int, use_total: bool) -> None:
+    rows = list(range(total))
+    paginator = OffsetPaginator(limit=limit, total_path="total" if use_total else None)
+    request: PageRequest | None = paginator.first(BASE)
+    seen: list[int] = []
+    requests = 0
+    while request is not None:
+        requests += 1
+        start = int(request.params["offset"])
+        page = rows[start:start + limit]
+        seen.extend(page)
+        request = paginator.next(request, answer(page, {"items": page, "total": total}))
+    assert seen == rows
+    pages = -(-total // limit)
+    # With the total, no request past the end; without it, one empty page ends it.
+    assert requests == (max(pages, 1) if use_total else pages + 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(total=st.integers(0, 300), size=st.integers(1, 40), start=st.integers(0, 2),
+       use_total=st.booleans())
+def test_page_number_paging_covers_every_row_once(total: int, size: int, start: int,
+                                                  use_total: bool) -> None:
+    rows = list(range(total))
+    pages = -(-total // size)
+    paginator = PageNumberPaginator(start=start, total_path="pages" if use_total else None)
+    request: PageRequest | None = paginator.first(BASE)
+    seen: list[int] = []
+    while request is not None:
+        index = int(request.params["page"]) - start
+        page = rows[index * size:(index + 1) * size]
+        seen.extend(page)
+        request = paginator.next(request, answer(page, {"items": page, "pages": pages}))
+    assert seen == rows
+
+
+URLS = st.builds("https://a.test/{}?p={},{}".format, st.text("ab09", max_size=6),
+                 st.integers(0, 999), st.integers(0, 9))
+RELS = st.sampled_from(["next", "prev", "last", "first"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(links=st.lists(st.tuples(URLS, st.lists(RELS, min_size=1, max_size=2, unique=True),
+                                st.booleans(), st.booleans()), max_size=5))
+def test_link_header_round_trip(links: list[tuple[str, list[str], bool, bool]]) -> None:
+    parts = []
+    expected: dict[str, str] = {}
+    for url, rels, quoted, titled in links:
+        rel = " ".join(rels)
+        param = f'rel="{rel}"' if quoted or len(rels) > 1 else f"rel={rel}"
+        title = '; title="a, b; c"' if titled else ""
+        parts.append(f"<{url}>{title}; {param}")
+        for one in rels:
+            expected.setdefault(one, url)
+    assert parse_link_header(", ".join(parts)) == expected
