@@ -429,6 +429,19 @@ async def test_basic_auth_reaches_the_server_and_selector_errors_are_clear(serve
                 pass
 
 
+async def test_an_answer_that_is_not_json_is_refused_clearly(serve: Any) -> None:
+    async def html(request: web.Request) -> web.Response:
+        return web.Response(text="<html>login</html>", content_type="text/html")
+
+    base = await serve({"/api/html": html})
+    async with RESTClient(base) as client:
+        with pytest.raises(HTTPError, match=r"the answer to GET .*/api/html \(HTTP 200\) "
+                                            r"is not JSON") as info:
+            await client.get("html")
+    assert info.value.retryable is False
+    assert info.value.status == 200
+
+
 async def test_resume_starts_at_a_pages_next_request(serve: Any) -> None:
     async def numbered(request: web.Request) -> web.Response:
         page = int(request.query["page"])

@@ -240,7 +240,7 @@ class RESTClient:
                 status, problem = 0, f"failed ({type(exc).__name__})"
             else:
                 if status < 400:
-                    return status, answer, _json(body, where)
+                    return status, answer, _json(body, where, status, public_url(request.url))
                 if status == 401:
                     raise HTTPAuthError(f"{where} answered HTTP 401 (credentials refused)",
                                         status=401, url=public_url(request.url))
@@ -286,13 +286,14 @@ def _phrase(status: int) -> str:
         return "unknown status"
 
 
-def _json(body: bytes, where: str) -> Any:
+def _json(body: bytes, where: str, status: int, url: str) -> Any:
     if not body.strip():
         return None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise HTTPError(f"the answer to {where} is not JSON", retryable=False) from None
+        raise HTTPError(f"the answer to {where} (HTTP {status}) is not JSON",
+                        retryable=False, status=status, url=url) from None
 
 
 def _records(body: Any, data_selector: str | None, url: str) -> list[Any]:
