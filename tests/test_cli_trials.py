@@ -14,6 +14,7 @@ from typing import Any
 
 from cli_child import SCRIPT
 from panoply_async import DataSource
+from panoply_async._engine.trial import Trial
 from panoply_async.testing import LocalQueue
 
 TOKEN = "tok-trial-secret-77"
@@ -178,3 +179,30 @@ async def test_max_records_ends_an_endless_read_and_commits_no_state(
     assert result.states_committed == 0
     ids = sorted(r["id"] for r in (await panoply_queue.atables())["endless"])
     assert ids == list(range(25))
+
+
+def trial_walk(max_records: int, batches: list[dict[str, int]]) -> tuple[int, dict[str, int]]:
+    """Feed ``batches`` (records offered per table) to a Trial as the pipeline does;
+    how many batches were read before it had enough, and what was written."""
+    trial = Trial(max_records)
+    tables: dict[str, int] = {}
+    for number, batch in enumerate(batches, 1):
+        for table, offered in batch.items():
+            tables[table] = tables.get(table, 0) + trial.room(tables.get(table, 0), offered)
+        trial.batch_done()
+        if trial.enough(tables):
+            return number, tables
+    return len(batches), tables
+
+
+def test_trial_stops_once_each_table_has_its_share() -> None:
+    assert trial_walk(25, [{"a": 10}] * 100) == (3, {"a": 25})
+    # Interleaved tables: a full table's batches do not stop a table still filling.
+    assert trial_walk(25, [{"a": 10}, {"b": 2}] * 100) == (26, {"a": 25, "b": 25})
+    # A small table never reaches its share: the big one's idle batches end the read.
+    read, written = trial_walk(25, [{"small": 3}] + [{"big": 10}] * 100)
+    assert written == {"small": 3, "big": 25}
+    assert read == 1 + 3 + 2 * 2
+    # Refused or empty batches (nothing offered) neither stop nor restart the count.
+    batches = [{"a": 3}, {"b": 5}, {}, {}, {}, {}, *[{"b": 1}] * 10]
+    assert trial_walk(5, batches) == (2 + 4 + 2 * 2, {"a": 3, "b": 5})

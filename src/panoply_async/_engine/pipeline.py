@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..errors import ConfigurationError, PanoplyException, RecordError, RecordTypeError
+from ..errors import PanoplyException, RecordError, RecordTypeError
 from .bad_records import BadRecord, BadRecords, source_mask
 from .routing import TableRouter
+from .trial import Trial
 
 if TYPE_CHECKING:
     from .source import Source
@@ -151,16 +152,13 @@ async def ingest(
     Without it no event is fired.
 
     ``max_records`` (a trial): at most that many records per table are written,
-    and reading stops once every table seen so far has that many. A trial commits
+    and reading stops once the trial has them (see :class:`Trial`). A trial commits
     no state: the records it left unread must be read by the next run.
     """
     if emit is None:
         emit = _no_event
     bad = BadRecords(on_bad_record, dead_letter_file, source_mask(ds))
-    if max_records is not None and (isinstance(max_records, bool)
-                                    or not isinstance(max_records, int) or max_records < 1):
-        raise ConfigurationError(f"max_records must be an integer of 1 or more, "
-                                 f"got {max_records!r}")
+    trial = Trial(max_records) if max_records is not None else None
     router = TableRouter(ds.source)
     result = IngestResult()
     tables: Counter[str] = Counter()
@@ -200,8 +198,8 @@ async def ingest(
                     if batches > furthest:
                         furthest, attempt = batches, 0
                     await write_batch(batch)
-                    if max_records is not None and tables and min(tables.values()) >= max_records:
-                        # Every table has its share: end read() here (its finally
+                    if trial is not None and trial.enough(tables):
+                        # The trial has its records: end read() here (its finally
                         # blocks run now), then close() runs as after a full read.
                         aclose = getattr(reading, "aclose", None)
                         if aclose is not None:
@@ -229,9 +227,9 @@ async def ingest(
     def quota(table: str, records: list[Any], positions: list[int]
               ) -> tuple[list[Any], list[int]]:
         # A trial writes at most max_records per table; the rest is not written.
-        if max_records is None:
+        if trial is None:
             return records, positions
-        room = max(0, max_records - tables[table])
+        room = trial.room(tables[table], len(records))
         return records[:room], positions[:room]
 
     async def write_each(table: str, records: list[Any], positions: list[int],
@@ -289,6 +287,8 @@ async def ingest(
                     written += await write_group(table, group_records, positions, resource)
         result.records += written
         result.batches += 1
+        if trial is not None:
+            trial.batch_done()
         committer.after_batch()
 
     error: Exception | None = None

@@ -19,8 +19,8 @@ def trial_options(func: F) -> F:
     """``--on-bad-record``, ``--dead-letter-file`` and ``--max-records``."""
     func = click.option(
         "--max-records", type=click.IntRange(min=1), metavar="N",
-        help="A trial: stop reading once N records were read for each table (the source "
-             "is closed cleanly); no state is saved.")(func)
+        help="A trial: write at most N records per table and stop reading once each "
+             "table has them (the source is closed cleanly); no state is saved.")(func)
     func = click.option(
         "--dead-letter-file", default=DEFAULT_DEAD_LETTER_FILE, show_default=True,
         type=click.Path(dir_okay=False),
