@@ -224,15 +224,15 @@ async def ingest(
                            error, delay, attempt + 1, read_attempts)
             await anyio.sleep(delay)
 
-    def quota(table: str, records: list[Any], positions: list[int]
-              ) -> tuple[list[Any], list[int]]:
+    def quota(table: str, records: list[Any], positions: Sequence[int]
+              ) -> tuple[list[Any], Sequence[int]]:
         # A trial writes at most max_records per table; the rest is not written.
         if trial is None:
             return records, positions
         room = trial.room(tables[table], len(records))
         return records[:room], positions[:room]
 
-    async def write_each(table: str, records: list[Any], positions: list[int],
+    async def write_each(table: str, records: list[Any], positions: Sequence[int],
                          resource: str | None) -> int:
         """One ``write()`` per record, to tell the refused ones from the others: only
         a batch holding a bad record pays for encoding its good ones again."""
@@ -247,7 +247,7 @@ async def ingest(
                 accepted += 1
         return accepted
 
-    async def write_group(table: str, records: list[Any], positions: list[int],
+    async def write_group(table: str, records: list[Any], positions: Sequence[int],
                           resource: str | None) -> int:
         records, positions = quota(table, records, positions)
         if not records:
@@ -274,8 +274,7 @@ async def ingest(
         if records:
             table = router.fixed(resource)
             if table is not None:
-                written = await write_group(table, records, list(range(len(records))),
-                                            resource)
+                written = await write_group(table, records, range(len(records)), resource)
             else:
                 groups: dict[str, tuple[list[Any], list[int]]] = {}
                 for position, record in enumerate(records):
