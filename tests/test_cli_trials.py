@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cli_child import SCRIPT
 from panoply_async import DataSource
 from panoply_async._engine.trial import Trial
@@ -74,6 +76,7 @@ def connector(tmp_path: Path) -> str:
     return str(path)
 
 
+@pytest.mark.main_only  # a local server in a subprocess: about 5 s
 def test_max_records_local_summary_shows_columns_types_and_a_masked_sample(
         tmp_path: Path) -> None:
     state = tmp_path / "state.json"
@@ -96,6 +99,7 @@ def test_max_records_local_summary_shows_columns_types_and_a_masked_sample(
     assert not state.exists()  # a trial saves no state
 
 
+@pytest.mark.main_only  # three runs, one with a local server: about 5 s
 def test_bad_records_skip_and_dead_letter_are_counted_in_the_summary(tmp_path: Path) -> None:
     args = ["run", connector(tmp_path), "--api-token", TOKEN, "--bad-every", "100",
             "--max-records", "1000"]
