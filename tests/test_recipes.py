@@ -1,0 +1,249 @@
+"""The web-service recipes (examples/*_app, docs/web-services.md) under real servers.
+
+Each test starts the server as a user would (uvicorn, gunicorn) on a free port of
+127.0.0.1, waits for readiness by polling the port, posts events with unique ids
+while it stops a worker with SIGTERM, then stops the server and checks at the
+local SQS server that every event answered 200 arrived. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from panoply_async.testing import LocalQueue
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+#: bound for a server's start and for its stop (its workers drain within 20 s at most)
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 40.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def default_signals() -> None:
+    """``preexec_fn``: a background test run hands its children an ignored SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@dataclass
+class Server:
+    """A server process started with ``args``; its output goes to ``log``."""
+
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int = field(default_factory=free_port)
+    #: the last answer of ``/health``
+    health: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._log = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", *[a.format(port=self.port) for a in self.args]],
+            env=self.env, stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, preexec_fn=default_signals,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def wait_ready(self, workers: int) -> None:
+        """Poll ``/health`` until ``workers`` distinct processes answered."""
+        seen: set[int] = set()
+        deadline = time.monotonic() + START_TIMEOUT
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+            while len(seen) < workers:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"server exited early:\n{self.output()}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"server not ready in {START_TIMEOUT}s:\n{self.output()}")
+                try:
+                    async with s.get(f"{self.url}/health", timeout=aiohttp.ClientTimeout(2)) as r:
+                        if r.status == 200:
+                            self.health = await r.json()
+                            seen.add(self.health["pid"])
+                            continue
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+                await asyncio.sleep(0.05)  # the port is not open yet: poll again
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            pytest.fail(f"server did not stop in {STOP_TIMEOUT}s:\n{self.output()}")
+        finally:
+            self._log.close()
+        return code
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:  # a failed test must not leave a server behind
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(5)
+
+
+def app_env(queue: LocalQueue, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PANOPLY_")}
+    env.update(
+        PANOPLY_APIKEY=queue.apikey,
+        PANOPLY_APISECRET=queue.apisecret,
+        PANOPLY_ENDPOINT_URL=queue.endpoint_url,
+        PANOPLY_SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    return env
+
+
+@dataclass
+class Load:
+    """What a load run saw: ids answered 200, by the worker that answered."""
+
+    answered: dict[int, int] = field(default_factory=dict)  # id -> pid
+    failed: int = 0
+
+
+async def post_events(
+    url: str, total: int, *, clients: int = 8, after: int = 0,
+    midway: Callable[[Load], None] | None = None,
+) -> Load:
+    """Post ``total`` events ``{"id": n}`` from ``clients`` concurrent clients, a new
+    connection each (so the kernel spreads them over the workers); once ``after``
+    were answered 200, call ``midway(load)`` once."""
+    load = Load()
+    ids = iter(range(total))
+    called = False
+    timeout = aiohttp.ClientTimeout(total=10)
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal called
+        for n in ids:
+            try:
+                async with session.post(f"{url}/events", json={"id": n}) as response:
+                    if response.status == 200:
+                        load.answered[n] = (await response.json())["pid"]
+                    else:
+                        load.failed += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                load.failed += 1  # the worker went away mid-request: not answered 200
+            if midway is not None and not called and len(load.answered) >= after:
+                called = True
+                midway(load)
+
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+    return load
+
+
+def pid_gone(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` ended within ``timeout`` (it is not our child: poll it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def sigterm_busiest(load: Load, killed: list[int]) -> None:
+    """SIGTERM the worker that answered most so far: it surely holds accepted records."""
+    pids = list(load.answered.values())
+    pid = max(set(pids), key=pids.count)
+    os.kill(pid, signal.SIGTERM)
+    killed.append(pid)
+
+
+async def arrived_ids(queue: LocalQueue) -> list[int]:
+    return [int(r["id"]) for r in await queue.arecords()]
+
+
+@pytest.mark.main_only
+async def test_fastapi_lifespan_under_two_uvicorn_workers_loses_nothing_on_sigterm(
+    panoply_queue: LocalQueue, tmp_path: Path, servers: list[Server]
+) -> None:
+    server = Server(
+        ["uvicorn", "app:app", "--app-dir", str(EXAMPLES / "fastapi_app"),
+         "--host", "127.0.0.1", "--port", "{port}", "--workers", "2",
+         "--timeout-graceful-shutdown", "5", "--log-level", "warning"],
+        app_env(panoply_queue, tmp_path), tmp_path / "uvicorn.log",
+    )
+    servers.append(server)
+    await server.wait_ready(workers=2)
+    killed: list[int] = []
+    load = await post_events(
+        server.url, 600, after=150, midway=lambda ld: sigterm_busiest(ld, killed)
+    )
+    assert killed, "the load ended before a worker was stopped"
+    assert await asyncio.to_thread(pid_gone, killed[0], STOP_TIMEOUT)
+    assert server.stop() == 0, server.output()
+
+    arrived = await arrived_ids(panoply_queue)
+    by_killed = [n for n, pid in load.answered.items() if pid == killed[0]]
+    assert len(by_killed) > 0
+    assert set(load.answered) <= set(arrived)
+    # Nothing was spooled: SQS was up, every worker delivered before it exited.
+    assert not (tmp_path / "spool").exists() or not any((tmp_path / "spool").iterdir())
+
+
+@pytest.mark.main_only
+async def test_flask_with_a_module_level_sync_sdk_under_gunicorn_preload(
+    panoply_queue: LocalQueue, tmp_path: Path, servers: list[Server]
+) -> None:
+    app_dir = EXAMPLES / "flask_app"
+    server = Server(
+        ["gunicorn", "-c", str(app_dir / "gunicorn.conf.py"), "--chdir", str(app_dir),
+         "--bind", "127.0.0.1:{port}", "--workers", "2", "app:app"],
+        app_env(panoply_queue, tmp_path), tmp_path / "gunicorn.log",
+    )
+    servers.append(server)
+    await server.wait_ready(workers=2)
+    killed: list[int] = []
+    load = await post_events(
+        server.url, 600, after=150, midway=lambda ld: sigterm_busiest(ld, killed)
+    )
+    assert killed, "the load ended before a worker was stopped"
+    assert await asyncio.to_thread(pid_gone, killed[0], STOP_TIMEOUT)
+    # --preload: the module, and so the SyncSDK, was created in the master, before the
+    # workers were forked; each worker delivered through an engine of its own.
+    assert server.health["imported_in"] == server.proc.pid
+    assert server.proc.pid not in load.answered.values()
+    assert server.stop() == 0, server.output()
+
+    arrived = await arrived_ids(panoply_queue)
+    assert [n for n, pid in load.answered.items() if pid == killed[0]]
+    assert set(load.answered) <= set(arrived)
