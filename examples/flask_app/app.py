@@ -36,6 +36,9 @@ panoply = panoply_async.SyncSDK(
     endpoint_url=os.environ.get("PANOPLY_ENDPOINT_URL"),
     shutdown_timeout=SHUTDOWN_TIMEOUT,
     spool_dir=os.environ.get("PANOPLY_SPOOL_DIR", "panoply-spool"),
+    # One write-ahead log directory for all the workers (each takes a slot of its own
+    # in it; a replacement adopts a killed worker's): survives SIGKILL and OOM kills.
+    wal_dir=os.environ.get("PANOPLY_WAL_DIR") or None,
 )
 
 app = Flask(__name__)
