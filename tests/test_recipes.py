@@ -318,3 +318,21 @@ async def test_gunicorn_workers_share_one_wal_dir_and_a_sigkilled_workers_record
     by_killed = {n for n, pid in load.answered.items() if pid == killed[0]}
     assert by_killed
     assert set(load.answered) <= arrived
+
+
+@pytest.mark.main_only
+async def test_django_settings_recipe_under_gunicorn(
+    panoply_queue: LocalQueue, tmp_path: Path, servers: list[Server]
+) -> None:
+    server = Server(
+        ["-m", "gunicorn", "-c", str(EXAMPLES / "flask_app" / "gunicorn.conf.py"),
+         "--chdir", str(EXAMPLES / "django_settings"), "--bind", "127.0.0.1:{port}",
+         "--workers", "2", "wsgi:application"],
+        app_env(panoply_queue, tmp_path), tmp_path / "gunicorn.log",
+    )
+    servers.append(server)
+    await server.wait_ready(workers=2)
+    load = await post_events(server.url, 200)
+    assert server.stop() == 0, server.output()
+    assert load.failed == 0
+    assert sorted(await arrived_ids(panoply_queue)) == list(range(200))
