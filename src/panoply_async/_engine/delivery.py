@@ -224,7 +224,9 @@ class Delivery:
                     "records": records,
                     "bytes": size,
                     "reasons": dict(Counter(m.reason for m in messages)),
-                    # seconds from each message's first write() to now (its ack)
+                    # the request's duration, and the seconds from each message's
+                    # first write() to now, its acknowledgement
+                    "seconds": now - messages[0].sent,
                     "ages": [now - m.opened for m in messages if m.opened],
                 },
             )
@@ -275,6 +277,9 @@ class Delivery:
             try:
                 try:
                     self._stats.requests_in_flight = self._controller.in_flight
+                    sent = anyio.current_time()
+                    for entry in pending:
+                        entry.sent = sent
                     with anyio.fail_after(config.request_timeout * 2):
                         outcome = await self._transport.send(pending)
                 except SendError as exc:

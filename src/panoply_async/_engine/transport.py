@@ -38,6 +38,8 @@ class Message:
     reason: str
     #: event-loop time of its first record's write() (0.0: unknown, e.g. recovered)
     opened: float = 0.0
+    #: event-loop time its latest request went out
+    sent: float = 0.0
 
     @property
     def id(self) -> str:
