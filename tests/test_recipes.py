@@ -9,6 +9,7 @@ local SQS server that every event answered 200 arrived. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -23,6 +24,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from faultproxy import unused_endpoint_url
+from panoply_async import decode_body
 from panoply_async.testing import LocalQueue
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -336,3 +339,35 @@ async def test_django_settings_recipe_under_gunicorn(
     assert server.stop() == 0, server.output()
     assert load.failed == 0
     assert sorted(await arrived_ids(panoply_queue)) == list(range(200))
+
+
+def spooled_ids(spool_dir: Path) -> list[int]:
+    """The ids of the records in the spool files under ``spool_dir``."""
+    return [
+        int(record["id"])
+        for path in sorted(spool_dir.glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+        for record in decode_body(json.loads(line)["body"])
+    ]
+
+
+@pytest.mark.main_only
+async def test_fastapi_recipe_spools_within_its_budget_when_sqs_is_unreachable(
+    panoply_queue: LocalQueue, tmp_path: Path, servers: list[Server]
+) -> None:
+    # The shutdown budget under an outage: uvicorn's wait, then the SDK's drain, which
+    # gives up at shutdown_timeout (2 s here instead of 20) and spools, then exit.
+    env = app_env(panoply_queue, tmp_path)
+    env.update(PANOPLY_ENDPOINT_URL=unused_endpoint_url(), PANOPLY_SHUTDOWN_TIMEOUT="2")
+    server = Server(
+        ["-m", "uvicorn", "app:app", "--app-dir", str(EXAMPLES / "fastapi_app"),
+         "--host", "127.0.0.1", "--port", "{port}", "--workers", "2",
+         "--timeout-graceful-shutdown", "5", "--log-level", "warning"],
+        env, tmp_path / "uvicorn.log",
+    )
+    servers.append(server)
+    await server.wait_ready(workers=2)
+    load = await post_events(server.url, 200)
+    assert load.failed == 0
+    assert server.stop() == 0, server.output()
+    assert sorted(spooled_ids(tmp_path / "spool")) == list(range(200))

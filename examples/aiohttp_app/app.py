@@ -25,7 +25,8 @@ from aiohttp import web
 import panoply_async
 
 #: seconds the SDK may spend delivering at exit
-SHUTDOWN_TIMEOUT = 20.0
+#: (``PANOPLY_SHUTDOWN_TIMEOUT`` overrides the 20 s)
+SHUTDOWN_TIMEOUT = float(os.environ.get("PANOPLY_SHUTDOWN_TIMEOUT", "20"))
 #: seconds aiohttp waits for open requests before the cleanup contexts run
 HTTP_SHUTDOWN_TIMEOUT = 5.0
 

@@ -29,7 +29,8 @@ import panoply_async
 
 #: seconds the SDK may spend delivering at exit; with uvicorn's graceful timeout it
 #: must stay below the orchestrator's grace period (Kubernetes: 30 s)
-SHUTDOWN_TIMEOUT = 20.0
+#: (``PANOPLY_SHUTDOWN_TIMEOUT`` overrides the 20 s)
+SHUTDOWN_TIMEOUT = float(os.environ.get("PANOPLY_SHUTDOWN_TIMEOUT", "20"))
 
 
 @asynccontextmanager

@@ -26,7 +26,8 @@ import panoply_async
 
 #: seconds a worker may spend delivering at exit: below gunicorn's graceful_timeout
 #: (and its worker ``timeout``), which is below the orchestrator's grace period
-SHUTDOWN_TIMEOUT = 20.0
+#: (``PANOPLY_SHUTDOWN_TIMEOUT`` overrides the 20 s)
+SHUTDOWN_TIMEOUT = float(os.environ.get("PANOPLY_SHUTDOWN_TIMEOUT", "20"))
 
 # Explicit arguments work with every version; newer ones also read these variables
 # by themselves.
