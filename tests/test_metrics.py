@@ -16,7 +16,7 @@ from faultproxy import FaultPlan, FaultProxy
 from panoply_async import SDK
 from panoply_async.local import LocalSQS
 from panoply_async.metrics import COUNTERS, GAUGES, HISTOGRAMS, instrument
-from panoply_async.testing import LocalQueue
+from panoply_async.testing import LocalQueue, new_queue
 
 
 def collect(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
@@ -161,3 +161,25 @@ def test_bad_arguments_raise_typed_errors(panoply_queue: LocalQueue) -> None:
         instrument(object())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="attributes"):
         instrument(panoply_queue.sdk(), attributes={"n": 1})  # type: ignore[dict-item]
+
+
+async def test_two_sdks_on_one_provider_are_told_apart_by_their_attributes(
+    panoply_server: LocalSQS, meter_provider: tuple[MeterProvider, InMemoryMetricReader]
+) -> None:
+    provider, reader = meter_provider
+    first, second = new_queue(panoply_server), new_queue(panoply_server)
+    a, b = first.sdk(), second.sdk()
+    instrument(a, meter_provider=provider, attributes={"sdk": "a"})
+    handle_b = instrument(b, meter_provider=provider, attributes={"sdk": "b"})
+    async with a, b:
+        await a.write("t", {"id": 1})
+        for i in range(3):
+            await b.write("t", {"id": i})
+    points = collect(reader)
+    delivered = {
+        dict(p.attributes)["sdk"]: p.value for p in points["panoply.sdk.records.delivered"]
+    }
+    assert delivered == {"a": 1, "b": 3}
+    handle_b.close()
+    points = collect(reader)
+    assert [dict(p.attributes)["sdk"] for p in points["panoply.sdk.records.delivered"]] == ["a"]

@@ -15,6 +15,8 @@ meter is a no-op: callbacks are never called and recordings are dropped.
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,19 +69,93 @@ HISTOGRAMS: dict[str, tuple[str, str]] = {
         "s", "per message: from its first record's write() to its acknowledgement"),
 }
 
-@dataclass
+@dataclass(eq=False)
 class Instrumentation:
-    """What :func:`instrument` registered; :meth:`close` stops reporting."""
+    """One SDK reported by :func:`instrument`; :meth:`close` stops reporting it."""
 
     sdk: SDK
     attributes: dict[str, str]
     closed: bool = False
 
     def close(self) -> None:
-        """Stop reporting: callbacks observe nothing and handlers record nothing.
-
-        (The OpenTelemetry API cannot remove instruments or event handlers.)"""
+        """Stop reporting this SDK: it leaves the instruments' callbacks, and its event
+        handler records nothing more (the SDK offers no way to remove a handler)."""
         self.closed = True
+        _registry.pop(self)
+
+    def observe(self, name: str) -> int:
+        """The current value behind counter or gauge ``name``."""
+        sdk = self.sdk
+        if name in COUNTERS:
+            # ``records_shed`` comes with the non-waiting write (issue 20.6): where the
+            # SDK does not count it yet, it reads 0 rather than failing the collection.
+            return int(getattr(sdk.stats, COUNTERS[name][0], 0))
+        if name == "panoply.sdk.buffer.size":
+            return sdk.buffered_bytes
+        if name == "panoply.sdk.send.in_flight":
+            return sdk.stats.requests_in_flight
+        if name == "panoply.sdk.send.concurrency_limit":
+            return sdk.stats.send_concurrency
+        return _directory_bytes(sdk.config.wal_dir)
+
+
+class _Instruments:
+    """The instruments of one meter provider, shared by every SDK reported through it:
+    OpenTelemetry keeps the first instrument of a name, so a second set would be
+    ignored. Each callback observes every SDK, told apart by its attributes."""
+
+    def __init__(self, meter: otel.Meter) -> None:
+        self.handles: list[Instrumentation] = []
+        for name, (_stat, unit, description) in COUNTERS.items():
+            meter.create_observable_counter(
+                name, [self._callback(name)], unit=unit, description=description
+            )
+        for name, (unit, description) in GAUGES.items():
+            meter.create_observable_gauge(
+                name, [self._callback(name)], unit=unit, description=description
+            )
+        self.send_duration, self.latency = (
+            meter.create_histogram(name, unit=unit, description=description)
+            for name, (unit, description) in HISTOGRAMS.items()
+        )
+
+    def _callback(
+        self, name: str
+    ) -> Callable[[otel.CallbackOptions], Iterable[otel.Observation]]:
+        def callback(options: otel.CallbackOptions) -> Iterable[otel.Observation]:
+            return [otel.Observation(h.observe(name), h.attributes) for h in list(self.handles)]
+
+        return callback
+
+
+class _Registry:
+    """Meter provider -> its :class:`_Instruments`; handle -> its instruments."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._instruments: weakref.WeakKeyDictionary[otel.MeterProvider, _Instruments] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._owners: dict[Instrumentation, _Instruments] = {}
+
+    def add(self, provider: otel.MeterProvider, handle: Instrumentation) -> _Instruments:
+        with self._lock:
+            instruments = self._instruments.get(provider)
+            if instruments is None:
+                meter = provider.get_meter(METER_NAME, __version__)
+                instruments = self._instruments[provider] = _Instruments(meter)
+            instruments.handles.append(handle)
+            self._owners[handle] = instruments
+            return instruments
+
+    def pop(self, handle: Instrumentation) -> None:
+        with self._lock:
+            instruments = self._owners.pop(handle, None)
+            if instruments is not None:
+                instruments.handles.remove(handle)
+
+
+_registry = _Registry()
 
 
 def instrument(
@@ -91,9 +167,11 @@ def instrument(
     """Report ``sdk``'s counters, gauges and latencies through OpenTelemetry.
 
     ``meter_provider`` defaults to the global one (``opentelemetry.metrics``).
-    Every observation carries ``panoply.account`` and the given ``attributes``.
-    Call it once per SDK, before or after entering its block; see
-    docs/web-services.md for the instrument names and a Prometheus exporter.
+    Every observation carries ``panoply.account`` and the given ``attributes``
+    (give two SDKs of one account different ones). Call it once per SDK, before
+    or after entering its block, and ``close()`` the result when the SDK is
+    gone; see docs/web-services.md for the instrument names and a Prometheus
+    exporter.
     """
     if not isinstance(sdk, SDK):
         raise TypeError(f"instrument() takes an SDK, not {type(sdk).__name__}")
@@ -102,62 +180,19 @@ def instrument(
     ):
         raise TypeError("attributes must map str to str")
     provider = meter_provider if meter_provider is not None else otel.get_meter_provider()
-    meter = provider.get_meter(METER_NAME, __version__)
     handle = Instrumentation(sdk, {"panoply.account": sdk.account, **(attributes or {})})
-
-    for name, (stat, unit, description) in COUNTERS.items():
-        meter.create_observable_counter(
-            name, [_observe(handle, _stat_reader(sdk, stat))], unit=unit,
-            description=description,
-        )
-    readers: dict[str, Callable[[], int]] = {
-        "panoply.sdk.buffer.size": lambda: sdk.buffered_bytes,
-        "panoply.sdk.send.in_flight": _stat_reader(sdk, "requests_in_flight"),
-        "panoply.sdk.send.concurrency_limit": _stat_reader(sdk, "send_concurrency"),
-        "panoply.sdk.wal.size": lambda: _directory_bytes(sdk.config.wal_dir),
-    }
-    for name, (unit, description) in GAUGES.items():
-        meter.create_observable_gauge(
-            name, [_observe(handle, readers[name])], unit=unit, description=description
-        )
-
-    send_duration = meter.create_histogram(
-        "panoply.sdk.send.duration", unit="s",
-        description=HISTOGRAMS["panoply.sdk.send.duration"][1],
-    )
-    latency = meter.create_histogram(
-        "panoply.sdk.delivery.latency", unit="s",
-        description=HISTOGRAMS["panoply.sdk.delivery.latency"][1],
-    )
+    instruments = _registry.add(provider, handle)
 
     def on_flush(data: Mapping[str, Any]) -> None:
         if handle.closed:
             return
         if "seconds" in data:
-            send_duration.record(data["seconds"], handle.attributes)
+            instruments.send_duration.record(data["seconds"], handle.attributes)
         for age in data.get("ages", ()):
-            latency.record(age, handle.attributes)
+            instruments.latency.record(age, handle.attributes)
 
     sdk.on("flush", on_flush)
     return handle
-
-
-def _stat_reader(sdk: SDK, name: str) -> Callable[[], int]:
-    stats = sdk.stats
-    # ``records_shed`` comes with the non-waiting write (issue 20.6): where the SDK does
-    # not count it yet, it reads 0 rather than failing the whole collection.
-    return lambda: int(getattr(stats, name, 0))
-
-
-def _observe(
-    handle: Instrumentation, read: Callable[[], int]
-) -> Callable[[otel.CallbackOptions], Iterable[otel.Observation]]:
-    def callback(options: otel.CallbackOptions) -> Iterable[otel.Observation]:
-        if handle.closed:
-            return []
-        return [otel.Observation(read(), handle.attributes)]
-
-    return callback
 
 
 def _directory_bytes(path: str | os.PathLike[str] | None) -> int:
