@@ -9,6 +9,7 @@ local SQS server that every event answered 200 arrived. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -64,6 +65,8 @@ class Server:
             [sys.executable, *[a.format(port=self.port) for a in self.args]],
             env=self.env, stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT, preexec_fn=default_signals,
+            # A group of its own, so that cleanup can end the workers with the master.
+            start_new_session=True,
         )
 
     @property
@@ -100,22 +103,24 @@ class Server:
         try:
             code = self.proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
             pytest.fail(f"server did not stop in {STOP_TIMEOUT}s:\n{self.output()}")
         finally:
-            self._log.close()
+            self.close_log()
         return code
+
+    def close_log(self) -> None:
+        self._log.close()
 
 
 @pytest.fixture
 def servers() -> Iterator[list[Server]]:
     started: list[Server] = []
     yield started
-    for server in started:  # a failed test must not leave a server behind
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait(5)
+    for server in started:  # a failed test must not leave a server or a worker behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(5)
+        server.close_log()
 
 
 def app_env(queue: LocalQueue, tmp_path: Path) -> dict[str, str]:
