@@ -26,7 +26,7 @@ STAGES = [
     ("_wire",),
     ("_durable",),
     ("_engine",),
-    ("connectors", "sync"),
+    ("connectors", "sync", "metrics"),
     ("_local", "local", "ssh", "testing"),
     ("cli",),
     ("compat",),

@@ -344,6 +344,7 @@ class WriteBuffer:
             records=records,
             size=len(body) + self._attributes_size,
             reason=reason,
+            opened=0.0 if reason == "recover" else self._opened_at,
         )
         self.next_seq += 1
         self.submit(message)

@@ -34,7 +34,7 @@ import anyio
 from .._durable.spool import SpoolFile
 from ..errors import DeliveryError, SendError
 from .checkpoint import Watermark
-from .concurrency import ConcurrencyController
+from .concurrency import THROTTLING_CODES, ConcurrencyController
 from .config import SDKConfig
 from .events import EventEmitter
 from .stats import Stats
@@ -176,12 +176,15 @@ class Delivery:
             controller.ended(now, started)
         else:
             code, retryable = (error.code, error.retryable) if error else (None, False)
+            if code in THROTTLING_CODES:
+                self._stats.throttles += 1
             change = controller.answered(
                 now, started, acked=acked, code=code, retryable=retryable
             )
             if change is not None:
                 self._stats.send_concurrency = change.after
                 logger.debug("%s", change)
+        self._stats.requests_in_flight = controller.in_flight
         self._wake()
 
     def stop(self) -> None:
@@ -213,6 +216,7 @@ class Delivery:
         stats.bytes_sent += size
         self.finish(messages, delivered=True)
         if self._events.has_handlers("flush"):
+            now = anyio.current_time()
             self._events.emit(
                 "flush",
                 {
@@ -220,6 +224,10 @@ class Delivery:
                     "records": records,
                     "bytes": size,
                     "reasons": dict(Counter(m.reason for m in messages)),
+                    # the request's duration, and the seconds from each message's
+                    # first write() to now, its acknowledgement
+                    "seconds": now - messages[0].sent,
+                    "ages": [now - m.opened for m in messages if m.opened],
                 },
             )
 
@@ -268,6 +276,10 @@ class Delivery:
             done = False
             try:
                 try:
+                    self._stats.requests_in_flight = self._controller.in_flight
+                    sent = anyio.current_time()
+                    for entry in pending:
+                        entry.sent = sent
                     with anyio.fail_after(config.request_timeout * 2):
                         outcome = await self._transport.send(pending)
                 except SendError as exc:

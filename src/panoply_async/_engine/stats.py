@@ -29,8 +29,10 @@ class Stats:
         "records_replayed",
         "records_spooled",
         "requests",
+        "requests_in_flight",
         "retries",
         "send_concurrency",
+        "throttles",
     )
 
     def __init__(self) -> None:
@@ -49,7 +51,11 @@ class Stats:
         self.messages_failed = 0
         self.messages_replayed = 0
         self.requests = 0
+        #: requests sent and not answered yet
+        self.requests_in_flight = 0
         self.retries = 0
+        #: answers that asked to slow down (SQS throttling codes)
+        self.throttles = 0
         self.bytes_sent = 0
         #: requests allowed in flight now (the adaptive controller's limit)
         self.send_concurrency = 0

@@ -36,6 +36,10 @@ class Message:
     size: int
     #: why the message was closed: "full", "timer", "flush", "close" or "replay"
     reason: str
+    #: event-loop time of its first record's write() (0.0: unknown, e.g. recovered)
+    opened: float = 0.0
+    #: event-loop time its latest request went out
+    sent: float = 0.0
 
     @property
     def id(self) -> str:
