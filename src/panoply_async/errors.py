@@ -6,11 +6,8 @@ say whether the platform (or :meth:`SDK.ingest`) should try again.
 a :class:`DataSourceException` carrying a code from :data:`ERROR_CODES`, using
 the codes registered on exception classes with ``set_internal_code``.
 
-This module is the one place to import every exception of the package from:
-the SDK's own errors (from ``_exceptions``), the connector errors defined
-here, and those defined next to the code that raises them (``ConnectorError``,
-``SendError``, ``ScaffoldError``, ``SSHTunnelConfigError``, ``SSHTunnelError``).
-All derive from :class:`PanoplyError`; docs/reference.md draws the tree.
+Every exception of the package is defined here, and all derive from
+:class:`PanoplyError`; docs/reference.md draws the tree.
 """
 
 from __future__ import annotations
@@ -45,6 +42,7 @@ __all__ = [
     "ScaffoldError",
     "SendError",
     "StateFileError",
+    "StreamError",
     "TokenValidationException",
     "WALError",
     "WALLockedError",
@@ -232,6 +230,10 @@ class MetadataNotSupportedException(PanoplyException):
 
     def __init__(self, message: object = None, retryable: bool = False) -> None:
         super().__init__(message, retryable)
+
+
+class StreamError(PanoplyException, ValueError):
+    """A wrong stream declaration or selection, or a cursor that cannot be tracked."""
 
 
 class BackgroundTimeoutError(PanoplyException, TimeoutError):
