@@ -30,8 +30,9 @@ import anyio.lowlevel
 
 from .._engine.events import EventEmitter, Handler
 from ..errors import MetadataNotSupportedException, PanoplyException, WrongTypeOrValueError
+from ._incremental import stream_error
 from ._secrets import config_secret_names, secret_values
-from ._streams import StreamReader, StreamSpec, StreamState, spec_from_resource
+from ._streams import StreamReader, StreamSpec, StreamState, select_streams, spec_from_resource
 
 __all__ = [
     "MASK",
@@ -229,6 +230,24 @@ class DataSource:
         except MetadataNotSupportedException:
             return []
         return [spec_from_resource(resource) for resource in resources or []]
+
+    async def select_streams(self, names: Sequence[str]) -> list[StreamSpec]:
+        """Read only the streams ``names`` (checked against :meth:`catalog`).
+
+        A source without ``read_stream`` (a legacy one listing resources) gets
+        them as its ``resources`` param. Raises :class:`~panoply_async.errors.StreamError`
+        for a name the catalog lacks, or when the source offers no streams.
+        """
+        specs = await self.catalog()
+        if not specs:
+            raise stream_error(f"{type(self).__name__} offers no streams (no `streams`, no "
+                               "list_resources()): there is nothing to select")
+        chosen = select_streams(specs, names)
+        if type(self).read_stream is DataSource.read_stream:
+            self.source["resources"] = list(names)
+        else:
+            self.options["streams"] = list(names)
+        return chosen
 
     async def check(self) -> str | None:
         """Test the connection (credentials, reachability) without reading records.
