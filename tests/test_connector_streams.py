@@ -83,13 +83,15 @@ def test_check_passes_and_fails_with_one_masked_line(api: StreamsAPI) -> None:
     bad = runner.invoke(cli, ["check", CONNECTOR, "--base-url", api.base_url, "--token", wrong])
     assert bad.exit_code == 1
     assert bad.output.count("\n") == 1, bad.output
-    assert "check failed" in bad.output and "HTTP 401" in bad.output
+    assert "check failed" in bad.output
+    assert "HTTP 401" in bad.output
     assert wrong not in bad.output
     # Nothing listened there: the connection error is the one line.
     down = runner.invoke(cli, ["check", CONNECTOR, "--base-url", "http://127.0.0.1:9",
                                "--token", TOKEN])
     assert down.exit_code == 1
-    assert down.output.startswith("check failed: ") and down.output.count("\n") == 1
+    assert down.output.startswith("check failed: ")
+    assert down.output.count("\n") == 1
     assert [path for path, _ in api.requests] == ["/me"]  # check() reads no records
 
 
@@ -121,7 +123,7 @@ def test_interrupted_run_resumes_each_stream_from_its_bookmark(
     run(api, panoply_queue, state)
     second = arrived_ids(panoply_queue)
     assert second == {"orders": list(range(21, 36)), "tickets": list(range(1, 16))}
-    assert ("/orders", {"since": "200", "limit": "10"}) == api.requests[0]
+    assert api.requests[0] == ("/orders", {"since": "200", "limit": "10"})
     assert not any(path == "/users" for path, _ in api.requests)
     saved = json.loads(state.read_text())
     assert saved["streams"] == {"users": {}, "orders": {"cursor": 350}, "tickets": {}}
