@@ -68,7 +68,8 @@ class StreamSpec:
 
     name: str
     table: str | None = None
-    primary_key: tuple[str, ...] = ()
+    #: a field name or a tuple of them (stored as a tuple)
+    primary_key: str | tuple[str, ...] = ()
     cursor_field: str | None = None
     initial_value: Any = dataclasses.field(default=None, hash=False)
     lag: Lag | None = None
