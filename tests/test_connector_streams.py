@@ -170,3 +170,40 @@ def test_streams_refuses_a_stream_the_catalog_lacks(
     assert panoply_queue.records() == []
     assert api.requests == []
 
+
+
+LEGACY_CATALOG = '''
+import panoply
+
+CONFIG = {"title": "Legacy catalog", "icon": "data:image/png;base64,iVBORw0KGgo=",
+          "params": [{"name": "api_key", "title": "Key", "type": "password", "required": True}]}
+
+
+class Stream(panoply.DataSource):
+    @classmethod
+    def list_resources(cls, source, options=None):
+        if source["api_key"] != "k-123456":
+            raise panoply.errors.PanoplyException("bad key " + source["api_key"], False)
+        return [{"id": "contacts", "title": "Contacts"}]
+
+    def read(self):
+        return None
+'''
+
+
+def test_legacy_catalog_and_check_without_check(tmp_path: Path) -> None:
+    module = tmp_path / "legacy_catalog.py"
+    module.write_text(LEGACY_CATALOG, encoding="utf-8")
+    runner = CliRunner()
+    done = runner.invoke(cli, ["discover", str(module), "--api-key", "k-123456"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output) == {"streams": [{
+        "name": "contacts", "table": "contacts", "sync_mode": "full_refresh",
+        "primary_key": [], "cursor_field": None, "title": "Contacts"}]}
+    refused = runner.invoke(cli, ["discover", str(module), "--api-key", "k-999999"])
+    assert refused.exit_code == 1
+    assert refused.output == "error: discover failed: PanoplyException: bad key ***\n"
+    checked = runner.invoke(cli, ["check", str(module), "--api-key", "k-999999"])
+    assert checked.exit_code == 0, checked.output
+    assert "no check() defined; verified that the module loads, its params are valid, " \
+           "and the source opens and closes" in checked.output

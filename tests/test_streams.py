@@ -237,3 +237,29 @@ def test_state_file_version_2_problems_are_named(tmp_path: Path, text: str,
     path.write_text(text)
     with pytest.raises(StateFileError, match=problem):
         StateFile(path).load()
+
+
+class Backfill(DataSource):
+    """An endless incremental stream bounded by ``end_value``."""
+
+    streams = (StreamSpec("ticks", cursor_field="t", initial_value=0, end_value=25),)
+    closed = False
+
+    async def read_stream(self, stream: StreamSpec, state: StreamState) -> AsyncIterator[Any]:
+        t = state.start_value
+        try:
+            while True:
+                yield [{"t": t + i} for i in range(1, 11)]
+                t += 10
+        finally:
+            type(self).closed = True
+
+
+async def test_end_value_ends_an_endless_stream_and_closes_it(
+        panoply_queue: LocalQueue) -> None:
+    with anyio.fail_after(30):
+        async with panoply_queue.sdk() as conn:
+            result = await conn.ingest(Backfill({"type": "b"}))
+    assert sorted(r["t"] for r in await panoply_queue.arecords()) == list(range(1, 25))
+    assert result.state == {"streams": {"ticks": {"cursor": 24}}}
+    assert Backfill.closed

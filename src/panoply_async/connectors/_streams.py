@@ -316,20 +316,27 @@ class StreamReader:
             if self._entries.get(spec.name, {}).get("done"):
                 continue
             state = StreamState(spec, self._entries.get(spec.name, {}))
-            async for batch in self._ds.read_stream(spec, state):
-                records = _records_of(batch, spec.name)
-                if state.incremental is not None:
-                    records = state.incremental.track(records)
-                self._entries[spec.name] = state.entry()
-                # Reported before the batch goes on: the pipeline commits it once
-                # this batch (and all before it) were acknowledged.
-                self._report(spec.name)
-                if records:
-                    yield {"data": records, "metadata": {
-                        "resource_id": spec.destination, "timestamp": _stamp(),
-                        "stream": spec.name}}
-                if state.incremental is not None and state.incremental.reached_end:
-                    break
+            batches = self._ds.read_stream(spec, state)
+            try:
+                async for batch in batches:
+                    records = _records_of(batch, spec.name)
+                    if state.incremental is not None:
+                        records = state.incremental.track(records)
+                    self._entries[spec.name] = state.entry()
+                    # Reported before the batch goes on: the pipeline commits it once
+                    # this batch (and all before it) were acknowledged.
+                    self._report(spec.name)
+                    if records:
+                        yield {"data": records, "metadata": {
+                            "resource_id": spec.destination, "timestamp": _stamp(),
+                            "stream": spec.name}}
+                    if state.incremental is not None and state.incremental.reached_end:
+                        break
+            finally:
+                # A stream left early (end_value reached, an error) is closed now, not by GC.
+                aclose = getattr(batches, "aclose", None)
+                if aclose is not None:
+                    await aclose()
             self._entries[spec.name] = state.entry(done=True)
             self._report(spec.name)
         # Every selected stream completed: positions and done marks are dropped, so
