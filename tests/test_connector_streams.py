@@ -181,7 +181,7 @@ CONFIG = {"title": "Legacy catalog", "icon": "data:image/png;base64,iVBORw0KGgo=
 
 class Stream(panoply.DataSource):
     @classmethod
-    def list_resources(cls, source, options=None):
+    def list_resources(cls, source):
         if source["api_key"] != "k-123456":
             raise panoply.errors.PanoplyException("bad key " + source["api_key"], False)
         return [{"id": "contacts", "title": "Contacts"}]

@@ -220,13 +220,20 @@ class DataSource:
         :meth:`list_resources` read as full-refresh streams, else none."""
         if self.streams:
             return list(self.streams)
-        listing = self.list_resources
+        listing: Any = self.list_resources
+        try:
+            # Some legacy connectors take the source only.
+            inspect.signature(listing).bind(self.source, self.options)
+            args: tuple[Any, ...] = (self.source, self.options)
+        except TypeError:
+            args = (self.source,)
+        except ValueError:  # no signature to read: call it the documented way
+            args = (self.source, self.options)
         try:
             if inspect.iscoroutinefunction(listing):
-                resources: Any = await listing(self.source, self.options)
+                resources: Any = await listing(*args)
             else:  # a legacy plain method may block on the network
-                resources = await anyio.to_thread.run_sync(
-                    lambda: listing(self.source, self.options))
+                resources = await anyio.to_thread.run_sync(lambda: listing(*args))
         except MetadataNotSupportedException:
             return []
         return [spec_from_resource(resource) for resource in resources or []]
