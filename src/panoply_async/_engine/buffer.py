@@ -8,10 +8,9 @@ through ``submit``. Buffered bytes (open message, queued and in flight) are
 bounded by ``max_buffer_bytes``: a write that would pass the bound waits for
 :meth:`WriteBuffer.release`, which delivery calls when messages finish.
 
-Seams for a write-ahead log (see :class:`Journal`): every accepted line passes
-through ``journal.line()`` before ``write()``/``write_many()`` returns, every
-closed message through ``journal.closed()`` before it is submitted, and every
-finished message through ``journal.finished()``.
+A write-ahead log plugs in as the ``packer`` (its open message lives in a log
+frame) and around ``submit``/``release`` (see ``journal.py``); the write path
+itself knows nothing of it.
 
 Speed: ``SDK.write`` and ``SDK.write_many`` are this class's bound methods
 (the SDK binds them on its instance), so the common case of ``await
@@ -22,7 +21,7 @@ Python call per record.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -36,28 +35,10 @@ from ..errors import RecordError
 from .stats import Stats
 from .transport import Message
 
-__all__ = ["Journal", "WriteBuffer"]
+__all__ = ["WriteBuffer"]
 
 #: batches of a table that skip the one-call serialisation after it missed
 WHOLE_BATCH_RETRY = 16
-
-
-class Journal(Protocol):
-    """What the write path tells a write-ahead log (all calls are synchronous).
-
-    * :meth:`line` for every accepted record, before the write returns: the
-      record's line is ``body[:-1] + b"," + tail`` when ``tail`` is not empty
-      (the fast path's split form), else ``body`` itself (a whole line);
-    * :meth:`closed` when a message is closed, before delivery sees it;
-    * :meth:`finished` when messages are finished: acknowledged
-      (``delivered=True``), spooled or given up on (``delivered=False``).
-    """
-
-    def line(self, body: bytes, tail: bytes) -> None: ...
-
-    def closed(self, message: Message) -> None: ...
-
-    def finished(self, messages: Sequence[Message], delivered: bool) -> None: ...
 
 
 def _not_wired(message: Message) -> None:
@@ -91,8 +72,6 @@ class WriteBuffer:
         self._not_open = not_open
         #: where closed messages go (delivery's ``submit``)
         self.submit: Callable[[Message], None] = _not_wired
-        #: the write-ahead log, if any
-        self.journal: Journal | None = None
         #: False before entry and once shutdown sealed the buffer: writes raise
         self.accepting = False
         # Writes waiting inside _reserve(): shutdown lets them finish (seal() then
@@ -145,9 +124,6 @@ class WriteBuffer:
                     # The common case: the record fits without closing the message.
                     if not packer.records:
                         self._opened()
-                    journal = self.journal
-                    if journal is not None:
-                        journal.line(body, tail)
                     packer.append_record(body, tail)
                     self.buffered += size
                     stats = self._stats
@@ -223,10 +199,6 @@ class WriteBuffer:
                         taken = left - lines.count(b"\n", end, total)
                 if not packer.records:
                     self._opened()
-                journal = self.journal
-                if journal is not None:
-                    for line in bytes(view[pos:end]).split(b"\n")[:-1]:
-                        journal.line(line + b"\n", b"")
                 packer.extend(view[pos:end], taken)
                 self.buffered += end - pos
                 stats.records_accepted += taken
@@ -269,9 +241,6 @@ class WriteBuffer:
         """Buffer a whole line from the general encoder, waiting for room if needed."""
         size = len(line)
         await self._reserve(size)
-        journal = self.journal
-        if journal is not None:
-            journal.line(line, b"")
         stats = self._stats
         finished = self._packer.add(line)
         self.buffered += size
@@ -317,9 +286,6 @@ class WriteBuffer:
 
     def _add_record(self, body: bytes, tail: bytes, size: int) -> None:
         """Buffer one encoded record; the caller checked the room."""
-        journal = self.journal
-        if journal is not None:
-            journal.line(body, tail)
         finished = self._packer.add_record(body, tail)
         self.buffered += size
         stats = self._stats
@@ -380,8 +346,6 @@ class WriteBuffer:
             reason=reason,
         )
         self.next_seq += 1
-        if self.journal is not None:
-            self.journal.closed(message)
         self.submit(message)
 
     def submit_recovered(self, body: bytes, records: int) -> int:
@@ -399,8 +363,6 @@ class WriteBuffer:
         for message in messages:
             self.buffered -= len(message.body)
             stats.records_pending -= message.records
-        if self.journal is not None:
-            self.journal.finished(messages, delivered)
         self._room_event.set()
         self._room_event = anyio.Event()
 

@@ -60,7 +60,7 @@ def _check_records(records: Sequence[Any]) -> None:
 
 async def _legacy_batches(ds: Source, n: int | None) -> AsyncIterator[Any]:
     """Drive a legacy ``read(n)`` or ``read()`` (a plain method returning a list, None
-    at the end) in a thread of its own; see :mod:`panoply_async._legacy`."""
+    at the end) in a thread of its own; see :mod:`panoply_async._engine.legacy_read`."""
     from .legacy_read import call_read, read_arguments
 
     def is_group(item: Any) -> bool:

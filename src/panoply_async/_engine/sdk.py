@@ -182,8 +182,8 @@ class SDK:
         )
         self._buffer.submit = self._delivery.submit
         if journal is not None:
-            # The log takes closed and finished messages here rather than as the
-            # buffer's journal: its packer holds every line, the per-line hook is moot.
+            # The log's packer already holds every line; it learns of closed and
+            # finished messages by wrapping submit and release.
             self._buffer.submit = journal.closed_before(self._delivery.submit)
         if type(self).write is SDK.write and type(self).write_many is SDK.write_many:
             # The hot path: ``conn.write`` is the buffer's own bound method, so a

@@ -207,7 +207,7 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
     from rich.console import Console
 
     from .._engine.redact import redactor, secret_values
-    from ..connectors._contract import connector_name
+    from ..connectors import connector_name
     from ._interrupt import Interrupt, Stopper, run_interruptible
     from ._report import error_lines, plural, summary_lines
     from ._run import RunOptions, RunOutcome, StateFile, StateFileError, load_state, run_connector

@@ -116,7 +116,7 @@ def validate_token(
                 with _thread_lock(self):
                     # Another thread may have refreshed it meanwhile: then just retry.
                     if self.source.get(access_key) == rejected:
-                        _blocking(self, refresher._refresh, self, exc)
+                        _blocking(self, refresher.refresh, self, exc)
             return func(self, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

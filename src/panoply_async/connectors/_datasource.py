@@ -1,14 +1,14 @@
 """The connector framework: ``DataSource``, records, resources.
 
 A connector module exposes ``Stream`` (a :class:`DataSource` subclass) and
-``CONFIG`` (see :mod:`panoply_async._contract`). ``read(n)`` is an async
+``CONFIG`` (see :mod:`panoply_async.connectors._contract`). ``read(n)`` is an async
 generator of batches (lists of dicts, or :class:`RecordGroup`);
 ``progress()``, ``state()`` and ``log()`` report to whoever runs it
 (:meth:`SDK.ingest`, the ``panoply-async`` command), through events.
 
 Legacy connectors, whose ``read(n)`` (or ``read()``) is a plain method returning
 a list (or ``None`` at the end), keep working: the runner calls them in a thread
-of their own (see :mod:`panoply_async._legacy`), and the reporting helpers are
+of their own (see :mod:`panoply_async._engine.legacy_read`), and the reporting helpers are
 safe to call from there.
 """
 
@@ -139,7 +139,7 @@ def is_legacy_reader(source: DataSource) -> bool:
     per call, ``None`` at the end), False when it is an async generator.
 
     An ``async def read`` that returns instead of yielding is neither: it is
-    reported as not legacy here, and :func:`~panoply_async._contract.check_connector`
+    reported as not legacy here, and :func:`~panoply_async.connectors._contract.check_connector`
     refuses it.
     """
     read = source.read

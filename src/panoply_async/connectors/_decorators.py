@@ -122,9 +122,9 @@ class TokenRefresher:
         async with lock:
             if ds.source.get(self.access_key) != rejected:
                 return  # a concurrent call refreshed it already: just retry
-            await self._refresh(ds, cause)
+            await self.refresh(ds, cause)
 
-    async def _refresh(self, ds: Any, cause: BaseException) -> None:
+    async def refresh(self, ds: Any, cause: BaseException) -> None:
         name = type(ds).__name__
         logger.info("%s: the access token was refused (%s); refreshing it",
                     name, type(cause).__name__)
