@@ -32,16 +32,12 @@ def _prepare(ctx: click.Context, module: str, params: dict[str, Any],
              source_json: str | None) -> tuple[Any, dict[str, Any]]:
     """The loaded module and the source dict, its secrets registered with the redactor."""
     from .._engine.redact import redactor, secret_values
-    from ..connectors._contract import connector_name
-    from ..connectors._secrets import config_secret_names
-    from ..connectors._secrets import secret_values as credential_values
+    from ..connectors import connector_name
 
     loaded = ctx.meta.get("panoply.module") or load_module(module)
     source = collect_source(ctx, loaded, params, source_json)
     # The CONFIG's secret params, and source keys named like credentials (token, ...).
-    secrets = secret_values(loaded.CONFIG, source) | credential_values(
-        source, config_secret_names(loaded.CONFIG))
-    for secret in secrets:
+    for secret in secret_values(loaded.CONFIG, source):
         redactor.add(secret)
     source.setdefault("type", connector_name(module))
     return loaded, source
