@@ -164,8 +164,8 @@ def test_streams_refuses_a_stream_the_catalog_lacks(
     done = runner.invoke(cli, run_args(api, panoply_queue, tmp_path / "s.json",
                                        "--streams", "users,invoices"),
                          env=creds(panoply_queue))
-    assert done.exit_code == 1
-    assert "unknown stream(s) 'invoices'" in done.output
+    assert done.exit_code == 2  # a usage error, found before anything runs
+    assert "error: --streams: unknown stream(s) 'invoices'" in done.output
     assert "orders, tickets, users" in done.output
     assert panoply_queue.records() == []
     assert api.requests == []
@@ -187,7 +187,10 @@ class Stream(panoply.DataSource):
         return [{"id": "contacts", "title": "Contacts"}]
 
     def read(self):
-        return None
+        if getattr(self, "sent", False):
+            return None
+        self.sent = True
+        return [{"resource": name} for name in self.source.get("resources") or ["all"]]
 '''
 
 
@@ -207,3 +210,13 @@ def test_legacy_catalog_and_check_without_check(tmp_path: Path) -> None:
     assert checked.exit_code == 0, checked.output
     assert "no check() defined; verified that the module loads, its params are valid, " \
            "and the source opens and closes" in checked.output
+    # run --streams hands a legacy connector the names as its `resources` param.
+    picked = runner.invoke(cli, ["run", str(module), "--api-key", "k-123456", "--dry-run",
+                                 "--streams", "contacts"])
+    assert picked.exit_code == 0, picked.output
+    assert picked.stdout.splitlines() == [
+        '{"resource": "contacts", "__table": "legacy_catalog"}']
+    unknown = runner.invoke(cli, ["run", str(module), "--api-key", "k-123456", "--dry-run",
+                                  "--streams", "deals"])
+    assert unknown.exit_code == 1
+    assert "unknown stream(s) 'deals'; the catalog offers: contacts" in unknown.output

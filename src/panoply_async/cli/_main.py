@@ -236,7 +236,7 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
         endpoint_url=endpoint_url, local=local, dry_run=dry_run,
         state_file=StateFile(state_file) if state_file is not None else None,
         batch_size=batch_size, spool_dir=spool_dir, shutdown_timeout=shutdown_timeout,
-        stopper=stopper, wal_dir=wal_dir, streams=_stream_names(streams_option),
+        stopper=stopper, wal_dir=wal_dir, streams=_stream_names(streams_option, loaded.Stream),
     )
     try:
         load_state(options)
@@ -275,10 +275,22 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
         sys.exit(interrupt.exit_code)
 
 
-def _stream_names(option: str | None) -> list[str] | None:
+def _stream_names(option: str | None, stream_cls: Any) -> list[str] | None:
+    """The ``--streams`` names; checked here when the connector declares its streams
+    statically (a dynamic catalog, or a legacy one, is checked when the run starts)."""
+    from ..connectors import DataSource
+    from ..connectors._streams import select_streams
+    from ..errors import StreamError
+
     names = [name.strip() for name in (option or "").split(",") if name.strip()]
     if option is not None and not names:
         fail("--streams needs stream names, e.g. --streams users,orders", EXIT_USAGE)
+    declared = getattr(stream_cls, "streams", ())
+    if names and declared and getattr(stream_cls, "catalog", None) is DataSource.catalog:
+        try:
+            select_streams(declared, names)
+        except StreamError as exc:
+            fail(f"--streams: {exc}", EXIT_USAGE)
     return names or None
 
 
