@@ -263,3 +263,24 @@ async def test_end_value_ends_an_endless_stream_and_closes_it(
     assert sorted(r["t"] for r in await panoply_queue.arecords()) == list(range(1, 25))
     assert result.state == {"streams": {"ticks": {"cursor": 24}}}
     assert Backfill.closed
+
+
+class Synced(DataSource):
+    """A stream whose API hands out a sync token: kept as the stream's bookmark."""
+
+    streams = (StreamSpec("changes", primary_key="id"),)
+
+    async def read_stream(self, stream: StreamSpec, state: StreamState) -> AsyncIterator[Any]:
+        token = state.bookmark or 0
+        state.bookmark = token + 1  # what the API would return with this page
+        yield [{"id": token}]
+
+
+async def test_a_bookmark_is_kept_from_run_to_run(panoply_queue: LocalQueue) -> None:
+    state: Any = None
+    for expected in range(3):
+        async with panoply_queue.sdk() as conn:
+            result = await conn.ingest(Synced({"type": "s", "state": state}))
+        state = result.state
+        assert state == {"streams": {"changes": {"bookmark": expected + 1}}}
+        assert [r["id"] for r in await panoply_queue.arecords()] == [expected]

@@ -13,6 +13,8 @@ An entry is a small JSON object:
 * ``cursor``: the highest cursor an incremental stream delivered (kept across runs);
 * ``position``: where the stream stopped inside a run (a page, a URL), as
   ``read_stream`` set it on :class:`StreamState`; dropped once the run completes;
+* ``bookmark``: any JSON value ``read_stream`` keeps from run to run (an API's sync
+  token), as it set it on :class:`StreamState`;
 * ``done``: the stream completed in a run that did not: a resumed run skips it.
 """
 
@@ -43,6 +45,8 @@ FULL_REFRESH = "full_refresh"
 INCREMENTAL = "incremental"
 #: the key of the per-stream entries in a source's state
 STREAMS_KEY = "streams"
+# The entry keys a completed run keeps for the next one.
+_KEPT = frozenset({"cursor", "bookmark"})
 
 # Legacy Resource field types, as JSON Schema types.
 _JSON_TYPES = {
@@ -220,7 +224,9 @@ class StreamState:
 
     ``incremental`` tracks the cursor (None for a full-refresh stream); set
     ``position`` before yielding a batch to where the stream continues after
-    it (a page number, a next URL): an interrupted run resumes there.
+    it (a page number, a next URL): an interrupted run resumes there. Set
+    ``bookmark`` to a JSON value the next runs need (an API's sync token); like
+    the cursor, it is committed with the records yielded after it was set.
     """
 
     def __init__(self, spec: StreamSpec, entry: Mapping[str, Any]) -> None:
@@ -228,6 +234,8 @@ class StreamState:
         self.incremental = spec.incremental(entry.get("cursor"))
         #: where an interrupted run stopped (None: from the start, or the cursor)
         self.position: Any = entry.get("position")
+        #: kept from run to run (None until the stream sets it)
+        self.bookmark: Any = entry.get("bookmark")
 
     def __repr__(self) -> str:
         return f"StreamState({self.spec.name!r}, position={self.position!r})"
@@ -241,6 +249,8 @@ class StreamState:
         entry: dict[str, Any] = {}
         if self.incremental is not None and self.incremental.last_value is not None:
             entry["cursor"] = _jsonable(self.incremental.last_value)
+        if self.bookmark is not None:
+            entry["bookmark"] = self.bookmark
         if done:
             entry["done"] = True
         elif self.position is not None:
@@ -344,6 +354,6 @@ class StreamReader:
         # their cursor.
         for spec in specs:
             entry = self._entries.get(spec.name, {})
-            self._entries[spec.name] = {k: v for k, v in entry.items() if k == "cursor"}
+            self._entries[spec.name] = {k: v for k, v in entry.items() if k in _KEPT}
         if specs:
             self._report(specs[-1].name)
