@@ -278,7 +278,7 @@ class Synced(DataSource):
 
 async def test_a_bookmark_is_kept_from_run_to_run(panoply_queue: LocalQueue) -> None:
     state: Any = None
-    for expected in range(3):
+    for expected in range(2):
         async with panoply_queue.sdk() as conn:
             result = await conn.ingest(Synced({"type": "s", "state": state}))
         state = result.state
