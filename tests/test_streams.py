@@ -284,3 +284,33 @@ async def test_a_bookmark_is_kept_from_run_to_run(panoply_queue: LocalQueue) -> 
         state = result.state
         assert state == {"streams": {"changes": {"bookmark": expected + 1}}}
         assert [r["id"] for r in await panoply_queue.arecords()] == [expected]
+
+
+def test_the_contract_accepts_read_stream_and_names_its_problems() -> None:
+    import types
+
+    from panoply_async import check_connector
+
+    def module(stream: type) -> types.ModuleType:
+        mod = types.ModuleType("m")
+        mod.Stream = stream  # type: ignore[attr-defined]
+        mod.CONFIG = {"title": "T", "icon": "data:image/png;base64,iVBORw0KGgo=",  # type: ignore[attr-defined]
+                      "params": []}
+        return mod
+
+    assert check_connector(module(Numbers)) == []
+
+    class Twice(Numbers):
+        streams = (StreamSpec("a"), StreamSpec("a"))
+
+    class Plain(DataSource):
+        streams = (StreamSpec("a"),)
+
+        def read_stream(self, stream: StreamSpec, state: StreamState) -> Any:  # type: ignore[override]
+            return []
+
+    assert check_connector(module(Twice)) == ["Stream.streams declares 'a' twice"]
+    assert check_connector(module(Plain)) == [
+        "Stream.read_stream must be an async generator (`yield` each batch)"]
+    assert check_connector(module(DataSource)) == [
+        "Stream does not implement read() (or read_stream() for its streams)"]

@@ -3,7 +3,8 @@
 A connector module defines:
 
 * ``Stream``: a :class:`~panoply_async.datasource.DataSource` subclass that
-  implements ``read`` (an async generator, or a legacy plain method);
+  implements ``read`` (an async generator, or a legacy plain method), or declares
+  ``streams`` and implements ``read_stream`` (an async generator);
 * ``CONFIG``: a dict with ``title`` (a non-empty string), ``icon`` (a
   ``data:image/...`` URL) and ``params``, a list of dicts, each with a unique
   identifier-like ``name`` and optionally ``title``, ``placeholder``, ``help``
