@@ -147,7 +147,7 @@ def _sdk_location() -> str:
     the source tree it runs from (an editable install), else the directory that pip
     recorded in the distribution's ``direct_url.json`` (PEP 610; a plain ``pip install
     CLONE``)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]  # src/panoply_async/cli/_scaffold.py
     if _is_clone(root):
         return str(root)
     try:
