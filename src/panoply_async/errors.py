@@ -42,6 +42,7 @@ __all__ = [
     "ScaffoldError",
     "SendError",
     "StateFileError",
+    "StreamError",
     "TokenValidationException",
     "WALError",
     "WALLockedError",
@@ -224,6 +225,10 @@ class MetadataNotSupportedException(PanoplyException):
 
     def __init__(self, message: object = None, retryable: bool = False) -> None:
         super().__init__(message, retryable)
+
+
+class StreamError(PanoplyException, ValueError):
+    """A wrong stream declaration or selection, or a cursor that cannot be tracked."""
 
 
 class BackgroundTimeoutError(PanoplyException, TimeoutError):

@@ -9,37 +9,36 @@ run whose reader closed stdout (``| head``), the status of a tool killed by SIGP
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import click
 
 from .._version import __version__
 from ..errors import PanoplyError
+from ._args import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    ConnectorCommand,
+    collect_source,
+    fail,
+    load_module,
+)
+from ._catalog import check, discover
 from ._trial_options import trial_options
 
 __all__ = ["cli", "main"]
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 EXIT_STDOUT_CLOSED = 141
 DEFAULT_SPOOL_DIR = "panoply-spool"
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    from .._engine.redact import redactor
-
-    click.echo(redactor.redact(f"error: {message}"), err=True)
-    sys.exit(code)
 
 
 def credential_options(func: F) -> F:
@@ -171,73 +170,7 @@ def replay(path: str, endpoint_url: str | None, apikey: str | None,
              f"again and stay in {path}")
 
 
-def _load_module(target: str) -> Any:
-    """Load and check a connector module; exit 2 listing every problem."""
-    from ..connectors import validate_connector
-    from ..errors import ConnectorError
-
-    try:
-        return validate_connector(target)
-    except ConnectorError as exc:
-        lines = "\n".join(f"  - {problem}" for problem in exc.problems)
-        fail(f"{target} is not a valid connector module:\n{lines}", EXIT_USAGE)
-
-
-class RunCommand(click.Command):
-    """``run MODULE``: the options of MODULE's ``CONFIG["params"]`` join the command's."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        target = next((a for a in args if not a.startswith("-")), None)
-        if target is not None and not ctx.resilient_parsing:
-            from ._run import param_options
-
-            module = _load_module(target)
-            ctx.meta["panoply.module"] = module
-            known = {p.name for p in self.params}
-            self.params.extend(
-                o for o in param_options(module.CONFIG) if o.name not in known
-            )
-        return super().parse_args(ctx, args)
-
-
-_EXPLICIT = ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
-
-
-def _collect_source(ctx: click.Context, module: Any, values: dict[str, Any],
-                    source_json: str | None) -> dict[str, Any]:
-    """The source dict: ``--source-json`` when given, with the param options given
-    explicitly on the command line taking precedence over it."""
-    params = module.CONFIG.get("params", [])
-    if source_json is not None:
-        try:
-            with open(source_json, encoding="utf-8") as handle:
-                given = json.load(handle)
-        except (OSError, ValueError) as exc:
-            fail(f"--source-json {source_json}: {exc}", EXIT_USAGE)
-        if not isinstance(given, dict):
-            fail(f"--source-json {source_json} must hold a JSON object", EXIT_USAGE)
-        for param in params:
-            name = param["name"]
-            origin = ctx.get_parameter_source(name)
-            if origin is not None and origin.name in _EXPLICIT:
-                given[name] = values.get(name)
-        return given
-    source: dict[str, Any] = {}
-    for param in params:
-        name = param["name"]
-        value = values.get(name)
-        if value is None and param.get("required"):
-            if sys.stdin is not None and sys.stdin.isatty():
-                value = click.prompt(param.get("title") or name,
-                                     hide_input=bool(param.get("secret")))
-            else:
-                fail(f"missing required option {'--' + name.replace('_', '-')}", EXIT_USAGE)
-        if value is not None:
-            source[name] = value
-    return source
-
-
-@cli.command(cls=RunCommand, context_settings={"ignore_unknown_options": False})
+@cli.command(cls=ConnectorCommand, context_settings={"ignore_unknown_options": False})
 @click.argument("module")
 @credential_options
 @click.option("--endpoint-url", help="Send to this SQS-compatible server instead of AWS.")
@@ -259,6 +192,8 @@ def _collect_source(ctx: click.Context, module: Any, values: dict[str, Any],
                    "end) before spooling the rest.")
 @click.option("-v", "--verbose", is_flag=True,
               help="On a connector error, print the full traceback.")
+@click.option("--streams", "streams_option", metavar="A,B",
+              help="Read only these streams (see `discover`); others keep their state.")
 @click.option("--wal-dir", type=click.Path(file_okay=False),
               help="Log every record here before sending; a crashed run's records are "
               "resent by the next run with the same --wal-dir.")
@@ -268,7 +203,8 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
         endpoint_url: str | None, local: bool, dry_run: bool, state_file: Path | None,
         batch_size: int | None, source_json: str | None, spool_dir: str,
         shutdown_timeout: float, verbose: bool, wal_dir: str | None, on_bad_record: str,
-        dead_letter_file: str, max_records: int | None, **params: Any) -> None:
+        dead_letter_file: str, max_records: int | None, streams_option: str | None,
+        **params: Any) -> None:
     """Run the connector MODULE (an importable name, a .py file or a package directory).
 
     One option per CONFIG["params"] entry is added; see `panoply-async run MODULE --help`.
@@ -281,7 +217,7 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
     from ._report import error_lines, plural, summary_lines
     from ._run import RunOptions, RunOutcome, StateFile, StateFileError, load_state, run_connector
 
-    loaded = ctx.meta.get("panoply.module") or _load_module(module)
+    loaded = ctx.meta.get("panoply.module") or load_module(module)
     if local and dry_run:
         fail("--local and --dry-run exclude each other", EXIT_USAGE)
     if dry_run and wal_dir is not None:
@@ -292,7 +228,7 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
         apikey, apisecret = require_credentials(apikey, apisecret)
     elif apikey and apisecret:
         require_credentials(apikey, apisecret)
-    source = _collect_source(ctx, loaded, params, source_json)
+    source = collect_source(ctx, loaded, params, source_json)
     # Whatever module holds Stream, the secrets are those of the loaded module's CONFIG.
     for secret in secret_values(loaded.CONFIG, source):
         redactor.add(secret)
@@ -307,6 +243,7 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
         batch_size=batch_size, spool_dir=spool_dir, shutdown_timeout=shutdown_timeout,
         stopper=stopper, wal_dir=wal_dir, on_bad_record=on_bad_record,
         dead_letter_file=dead_letter_file, max_records=max_records,
+        streams=_stream_names(streams_option, loaded.Stream),
     )
     try:
         load_state(options)
@@ -348,11 +285,30 @@ def run(ctx: click.Context, /, module: str, apikey: str | None, apisecret: str |
         sys.exit(interrupt.exit_code)
 
 
+def _stream_names(option: str | None, stream_cls: Any) -> list[str] | None:
+    """The ``--streams`` names; checked here when the connector declares its streams
+    statically (a dynamic catalog, or a legacy one, is checked when the run starts)."""
+    from ..connectors import DataSource
+    from ..connectors._streams import select_streams
+    from ..errors import StreamError
+
+    names = [name.strip() for name in (option or "").split(",") if name.strip()]
+    if option is not None and not names:
+        fail("--streams needs stream names, e.g. --streams users,orders", EXIT_USAGE)
+    declared = getattr(stream_cls, "streams", ())
+    if names and declared and getattr(stream_cls, "catalog", None) is DataSource.catalog:
+        try:
+            select_streams(declared, names)
+        except StreamError as exc:
+            fail(f"--streams: {exc}", EXIT_USAGE)
+    return names or None
+
+
 @cli.command()
 @click.argument("module")
 def validate(module: str) -> None:
     """Check that MODULE is a valid connector: Stream and CONFIG, every problem listed."""
-    loaded = _load_module(module)
+    loaded = load_module(module)
     params = len(loaded.CONFIG.get("params", []))
     click.echo(f"{module}: ok ({loaded.Stream.__name__}, {params} params)")
 
@@ -424,6 +380,10 @@ def init(name: str, directory: Path) -> None:
         fail(str(exc), EXIT_USAGE)
     click.echo(f"created {created}")
     click.echo(f"next: cd {created} && pytest")
+
+
+cli.add_command(check)
+cli.add_command(discover)
 
 
 def main() -> None:

@@ -38,6 +38,10 @@ LAST_SUCCESS_KEY = "lastTimeSucceed"
 LAST_SUCCESS_FORMAT = "%Y-%m-%dT%H:%M:%S"
 _LAST_SUCCESS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$")
 STATE_FILE_KEYS = (STATE_ID_KEY, STATE_KEY, LAST_SUCCESS_KEY)
+#: a version 2 file holds one entry per stream (see :mod:`panoply_async.connectors._streams`)
+VERSION_KEY = "version"
+STREAMS_KEY = "streams"
+STATE_FILE_V2_KEYS = (VERSION_KEY, STREAMS_KEY, *STATE_FILE_KEYS)
 
 PARAM_TYPES: dict[str, click.ParamType[Any]] = {
     "number": click.FLOAT,
@@ -145,18 +149,28 @@ class StateFile:
         if not isinstance(data, dict):
             raise StateFileError(f"expected a JSON object with keys {', '.join(STATE_FILE_KEYS)}"
                                  f", found a JSON {type(data).__name__}")
-        unknown = sorted(set(data) - set(STATE_FILE_KEYS))
+        allowed = STATE_FILE_V2_KEYS if VERSION_KEY in data else STATE_FILE_KEYS
+        unknown = sorted(set(data) - set(allowed))
         if unknown:
             raise StateFileError(f"unexpected keys {', '.join(map(repr, unknown))} (a state "
-                                 f"file holds only {', '.join(STATE_FILE_KEYS)})")
+                                 f"file holds only {', '.join(allowed)})")
+        state = _combined_state(data) if VERSION_KEY in data else data.get(STATE_KEY)
         last = data.get(LAST_SUCCESS_KEY)
         if last is not None and not (isinstance(last, str) and _LAST_SUCCESS.match(last)):
             raise StateFileError(f"{LAST_SUCCESS_KEY} must be a UTC time like "
                                  f"2024-01-31T12:00:00.000000, got {last!r}")
         self.last_success = last
-        return data.get(STATE_ID_KEY), data.get(STATE_KEY)
+        return data.get(STATE_ID_KEY), state
 
     def save(self, state_id: Any, state: Any) -> None:
+        """Write the state: a version 2 file (one entry per stream) when ``state`` holds
+        stream entries, else the single-state file of earlier versions."""
+        streams = state.get(STREAMS_KEY) if isinstance(state, Mapping) else None
+        if isinstance(state, Mapping) and isinstance(streams, Mapping):
+            rest = {k: v for k, v in state.items() if k != STREAMS_KEY}
+            self._write({VERSION_KEY: 2, STREAMS_KEY: dict(streams), STATE_ID_KEY: state_id,
+                         STATE_KEY: rest or None, LAST_SUCCESS_KEY: self.last_success})
+            return
         self._write({STATE_ID_KEY: state_id, STATE_KEY: state,
                      LAST_SUCCESS_KEY: self.last_success})
 
@@ -178,6 +192,20 @@ class StateFile:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _combined_state(data: Mapping[str, Any]) -> Any:
+    """A version 2 file's state as the source sees it: ``{"streams": {...}, ...}``."""
+    if data[VERSION_KEY] != 2:
+        raise StateFileError(f"{VERSION_KEY} {data[VERSION_KEY]!r} is not supported (this "
+                             "panoply-async reads single-state files and version 2)")
+    streams = data.get(STREAMS_KEY) or {}
+    if not isinstance(streams, dict) or not all(isinstance(e, dict) for e in streams.values()):
+        raise StateFileError(f"{STREAMS_KEY} must be an object holding one object per stream")
+    rest = data.get(STATE_KEY)
+    if rest is not None and not isinstance(rest, dict):
+        raise StateFileError(f"in a version 2 file, {STATE_KEY} must be an object or null")
+    return {**(rest or {}), STREAMS_KEY: streams}
 
 
 class DryRunTransport(MemoryTransport):
@@ -238,6 +266,8 @@ class RunOptions:
     dead_letter_file: str | None = None
     #: a trial: stop once this many records were read for each table
     max_records: int | None = None
+    #: ``--streams``: the streams to read (None: every stream)
+    streams: list[str] | None = None
 
 
 @dataclass
@@ -317,6 +347,8 @@ async def run_connector(options: RunOptions, console: Console, outcome: RunOutco
             try:
                 async with sdk as conn:
                     source = stream_cls(options.source, {})
+                    if options.streams is not None:
+                        await source.select_streams(options.streams)
                     outcome.result = await conn.ingest(
                         source, batch_size=options.batch_size, on_state=on_state,
                         on_bad_record=options.on_bad_record,

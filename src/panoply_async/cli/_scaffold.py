@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from panoply_async import DataSource
+from panoply_async import DataSource, PanoplyException, StreamSpec, StreamState
 
 CONFIG: dict[str, Any] = {{
     "title": "{title}",
@@ -37,29 +37,62 @@ CONFIG: dict[str, Any] = {{
     ],
 }}
 
+PAGE = 100
+
 
 class Stream(DataSource):
-    """Yields ``count`` records in pages of at most ``n``."""
+    """Two streams (`panoply-async discover {name}` lists them): ``items``, read in
+    full each run, and ``events``, read incrementally after the last ``at`` delivered."""
 
-    async def read(self, n: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+    streams = (
+        StreamSpec("items", table="{name}", primary_key="id"),
+        StreamSpec("events", table="{name}_events", primary_key="id", cursor_field="at",
+                   initial_value=0),
+    )
+
+    async def check(self) -> str:
+        """`panoply-async check {name}`: make one cheap authenticated call here, and
+        raise when it is refused."""
+        if self.source.get("token") == "bad-token":
+            raise PanoplyException("the API refused the token", retryable=False)
+        return "nothing to connect to yet: the records are generated"
+
+    async def read_stream(self, stream: StreamSpec,
+                          state: StreamState) -> AsyncIterator[list[dict[str, Any]]]:
         total = int(self.source.get("count", 10))
-        page = n or 100
-        for start in range(0, total, page):
-            stop = min(total, start + page)
-            batch = [{{"id": i, "name": f"item {{i}}"}} for i in range(start, stop)]
-            self.progress(start + len(batch), total, "reading items")
-            yield batch
+        if stream.name == "items":
+            # Full refresh, page by page; an interrupted run resumes at state.position.
+            for start in range(state.position or 0, total, PAGE):
+                stop = min(total, start + PAGE)
+                state.position = stop
+                self.progress(stop, total, "reading items")
+                yield [{{"id": i, "name": f"item {{i}}"}} for i in range(start, stop)]
+        else:
+            # Incremental: only events after the cursor committed by earlier runs.
+            first = int(state.start_value) + 1
+            for start in range(first, total + 1, PAGE):
+                stop = min(total + 1, start + PAGE)
+                yield [{{"id": i, "at": i}} for i in range(start, stop)]
 '''
 
 _TEST = '''from {name} import Stream
 
 
-async def test_every_record_arrives(panoply_queue):
+async def test_every_record_arrives_and_events_resume_from_their_cursor(panoply_queue):
+    assert "nothing to connect to" in await Stream({{"type": "{name}"}}).check()
     async with panoply_queue.sdk() as conn:
         result = await conn.ingest(Stream({{"type": "{name}", "count": 25}}))
-    assert result.records == 25
+    assert result.records == 50
+    assert result.state == {{"streams": {{"items": {{}}, "events": {{"cursor": 25}}}}}}
     tables = await panoply_queue.atables()
     assert sorted(r["id"] for r in tables["{name}"]) == list(range(25))
+    assert sorted(r["id"] for r in tables["{name}_events"]) == list(range(1, 26))
+
+    # The next run reads every item again, and only the events after the cursor.
+    source = {{"type": "{name}", "count": 30, "state": result.state}}
+    async with panoply_queue.sdk() as conn:
+        again = await conn.ingest(Stream(source))
+    assert again.tables == {{"{name}": 30, "{name}_events": 5}}
 '''
 
 _PYPROJECT = '''[build-system]
@@ -114,7 +147,7 @@ def _sdk_location() -> str:
     the source tree it runs from (an editable install), else the directory that pip
     recorded in the distribution's ``direct_url.json`` (PEP 610; a plain ``pip install
     CLONE``)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]  # src/panoply_async/cli/_scaffold.py
     if _is_clone(root):
         return str(root)
     try:
@@ -161,7 +194,7 @@ def scaffold(name: str, directory: Path) -> Path:
         raise ScaffoldError(f"{root} already exists")
     title = name.replace("_", " ").title()
     files = {
-        root / name / "__init__.py": _MODULE.format(title=title),
+        root / name / "__init__.py": _MODULE.format(title=title, name=name),
         root / "tests" / f"test_{name}.py": _TEST.format(name=name),
         root / "pyproject.toml": _PYPROJECT.format(
             dist=name.replace("_", "-"), version=__version__

@@ -7,6 +7,7 @@ from ._contract import check_connector, connector_name, load_connector, validate
 from ._datasource import DataSource, Field, Metadata, RecordGroup, Resource, to_record
 from ._decorators import background_progress, validate_token
 from ._http import BasicAuth, BearerAuth, Page, RESTClient
+from ._incremental import Incremental
 from ._paginators import (
     HeaderLinkPaginator,
     JSONCursorPaginator,
@@ -16,6 +17,7 @@ from ._paginators import (
     PageRequest,
     Paginator,
 )
+from ._streams import StreamSpec, StreamState
 
 __all__ = [
     "BasicAuth",
@@ -23,6 +25,7 @@ __all__ = [
     "DataSource",
     "Field",
     "HeaderLinkPaginator",
+    "Incremental",
     "JSONCursorPaginator",
     "JSONLinkPaginator",
     "Metadata",
@@ -34,6 +37,8 @@ __all__ = [
     "RESTClient",
     "RecordGroup",
     "Resource",
+    "StreamSpec",
+    "StreamState",
     "background_progress",
     "check_connector",
     "connector_name",

@@ -3,7 +3,8 @@
 A connector module defines:
 
 * ``Stream``: a :class:`~panoply_async.datasource.DataSource` subclass that
-  implements ``read`` (an async generator, or a legacy plain method);
+  implements ``read`` (an async generator, or a legacy plain method), or declares
+  ``streams`` and implements ``read_stream`` (an async generator);
 * ``CONFIG``: a dict with ``title`` (a non-empty string), ``icon`` (a
   ``data:image/...`` URL) and ``params``, a list of dicts, each with a unique
   identifier-like ``name`` and optionally ``title``, ``placeholder``, ``help``
@@ -29,6 +30,7 @@ from typing import Any
 from ..errors import ConnectorError
 from ._datasource import DataSource
 from ._panoply_alias import install
+from ._streams import StreamSpec
 
 __all__ = [
     "PARAM_TYPES",
@@ -181,7 +183,9 @@ def _check_stream(module: ModuleType) -> list[str]:
         shown = stream.__name__ if isinstance(stream, type) else type(stream).__name__
         return [f"Stream must be a subclass of panoply_async.DataSource, not {shown}"]
     read = getattr(stream, "read", None)
-    if read is None or read is DataSource.read:
+    if read is DataSource.read:
+        return _stream_reader_problems(stream)
+    if read is None:
         return ["Stream does not implement read()"]
     if not callable(read):
         return ["Stream.read must be a method"]
@@ -191,6 +195,23 @@ def _check_stream(module: ModuleType) -> list[str]:
     problems = [p for p in (_init_signature_problem(stream), _read_signature_problem(stream))
                 if p]
     return problems
+
+
+def _stream_reader_problems(stream: type[DataSource]) -> list[str]:
+    """Problems of a Stream that reads streams (``read_stream``) instead of ``read``."""
+    if stream.read_stream is DataSource.read_stream:
+        return ["Stream does not implement read() (or read_stream() for its streams)"]
+    if not inspect.isasyncgenfunction(stream.read_stream):
+        return ["Stream.read_stream must be an async generator (`yield` each batch)"]
+    declared = stream.streams
+    if not isinstance(declared, (list, tuple)) or not all(
+            isinstance(spec, StreamSpec) for spec in declared):
+        return ["Stream.streams must be a list of StreamSpec"]
+    names = [spec.name for spec in declared]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    problems = [f"Stream.streams declares {name!r} twice" for name in duplicates]
+    init = _init_signature_problem(stream)
+    return problems + ([init] if init else [])
 
 
 def _init_signature_problem(stream: type) -> str | None:

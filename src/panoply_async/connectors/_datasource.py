@@ -18,12 +18,11 @@ import base64
 import datetime
 import inspect
 import logging
-import re
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypedDict, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -31,6 +30,9 @@ import anyio.lowlevel
 
 from .._engine.events import EventEmitter, Handler
 from ..errors import MetadataNotSupportedException, PanoplyException, WrongTypeOrValueError
+from ._incremental import stream_error
+from ._secrets import config_secret_names, secret_values
+from ._streams import StreamReader, StreamSpec, StreamState, select_streams, spec_from_resource
 
 __all__ = [
     "MASK",
@@ -45,11 +47,6 @@ __all__ = [
 
 #: what :meth:`DataSource.log` writes instead of a secret value
 MASK = "***"
-# Source keys whose values are credentials, by their name.
-_SECRET_KEY = re.compile(r"password|token|secret|key", re.IGNORECASE)
-# Numbers this short are masked only when a CONFIG param marks them secret:
-# masking every "1" in every message would make logs unreadable.
-_MIN_NUMBER_SECRET = 4
 
 _DS = TypeVar("_DS", bound="DataSource")
 
@@ -81,12 +78,17 @@ class Resource(_ResourceBase, total=False):
     requires: list[str] | None
 
 
-class Metadata(TypedDict):
-    """Where the records of a :class:`RecordGroup` come from, and when."""
-
+class _MetadataBase(TypedDict):
     resource_id: str
     #: ISO 8601 in UTC with milliseconds, e.g. ``2024-05-01T12:00:00.000Z``
     timestamp: str
+
+
+class Metadata(_MetadataBase, total=False):
+    """Where the records of a :class:`RecordGroup` come from, and when."""
+
+    #: the stream the records were read from, for sources that declare streams
+    stream: str
 
 
 class RecordGroup(TypedDict):
@@ -168,12 +170,17 @@ class DataSource:
         # still hand events over to it.
         self._loop_token: Any = None
         self._loop_thread: int | None = None
+        self._streams: StreamReader | None = None
         self._bind_loop()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(type={self.source.get('type')!r})"
 
     # -- the connector's part -------------------------------------------------------
+
+    #: the streams this source offers; a source that declares them implements
+    #: :meth:`read_stream` instead of :meth:`read` (see docs/connectors.md)
+    streams: ClassVar[Sequence[StreamSpec]] = ()
 
     async def read(self, n: int | None = None) -> AsyncIterator[Any]:
         """Yield batches of records: lists of dicts, or :class:`RecordGroup`.
@@ -182,14 +189,81 @@ class DataSource:
         calls ``read()`` again on the same instance: keep your position on
         ``self`` to resume rather than restart.
 
-        The base implementation raises a non-retryable ``PanoplyException``.
+        For a source that implements :meth:`read_stream`, the base implementation
+        reads the selected streams; otherwise it raises a non-retryable
+        ``PanoplyException``.
         """
-        raise PanoplyException(
-            f"{type(self).__name__} must implement read(): an async generator yielding "
-            "batches (lists of dicts or RecordGroups)",
-            retryable=False,
-        )
+        if type(self).read_stream is DataSource.read_stream:
+            raise PanoplyException(
+                f"{type(self).__name__} must implement read(): an async generator yielding "
+                "batches (lists of dicts or RecordGroups), or read_stream() for its streams",
+                retryable=False,
+            )
+        if self._streams is None:
+            self._streams = StreamReader(self)
+        async for batch in self._streams.batches():
+            yield batch
+
+    async def read_stream(self, stream: StreamSpec, state: StreamState) -> AsyncIterator[Any]:
+        """Yield the batches (lists of dicts) of ``stream``, one of the selected streams.
+
+        ``state.start_value`` is where an incremental stream starts (its cursor,
+        or its ``initial_value``); set ``state.position`` before yielding a batch
+        to where the stream continues after it. Not implemented by default.
+        """
+        raise PanoplyException(f"{type(self).__name__} does not implement read_stream()",
+                               retryable=False)
         yield  # pragma: no cover - makes this an async generator
+
+    async def catalog(self) -> list[StreamSpec]:
+        """The streams this source offers: :attr:`streams`, else its legacy
+        :meth:`list_resources` read as full-refresh streams, else none."""
+        if self.streams:
+            return list(self.streams)
+        listing: Any = self.list_resources
+        try:
+            # Some legacy connectors take the source only.
+            inspect.signature(listing).bind(self.source, self.options)
+            args: tuple[Any, ...] = (self.source, self.options)
+        except TypeError:
+            args = (self.source,)
+        except ValueError:  # no signature to read: call it the documented way
+            args = (self.source, self.options)
+        try:
+            if inspect.iscoroutinefunction(listing):
+                resources: Any = await listing(*args)
+            else:  # a legacy plain method may block on the network
+                resources = await anyio.to_thread.run_sync(lambda: listing(*args))
+        except MetadataNotSupportedException:
+            return []
+        return [spec_from_resource(resource) for resource in resources or []]
+
+    async def select_streams(self, names: Sequence[str]) -> list[StreamSpec]:
+        """Read only the streams ``names`` (checked against :meth:`catalog`).
+
+        A source without ``read_stream`` (a legacy one listing resources) gets
+        them as its ``resources`` param. Raises :class:`~panoply_async.errors.StreamError`
+        for a name the catalog lacks, or when the source offers no streams.
+        """
+        specs = await self.catalog()
+        if not specs:
+            raise stream_error(f"{type(self).__name__} offers no streams (no `streams`, no "
+                               "list_resources()): there is nothing to select")
+        chosen = select_streams(specs, names)
+        if type(self).read_stream is DataSource.read_stream:
+            self.source["resources"] = list(names)
+        else:
+            self.options["streams"] = list(names)
+        return chosen
+
+    async def check(self) -> str | None:
+        """Test the connection (credentials, reachability) without reading records.
+
+        Raise (a :class:`~panoply_async.errors.PanoplyException` with a clear
+        message) when it fails; return an optional line saying what was checked.
+        ``panoply-async check`` calls it on an open source. The base does nothing.
+        """
+        return None
 
     async def close(self) -> None:
         """Release what the connector holds (connections, files); always called
@@ -295,28 +369,8 @@ class DataSource:
         return text
 
     def _secret_values(self) -> set[str]:
-        values: set[str] = set()
-        for name in self._config_secret_names():
-            _collect(self.source.get(name), values, min_number=1)
-        for name, value in _walk_named(self.source):
-            if _SECRET_KEY.search(name):
-                _collect(value, values, min_number=_MIN_NUMBER_SECRET)
-        return values
-
-    def _config_secret_names(self) -> set[str]:
-        config = getattr(sys.modules.get(type(self).__module__), "CONFIG", None)
-        names: set[str] = set()
-        if not isinstance(config, Mapping):
-            return names
-        params = config.get("params")
-        if not isinstance(params, list):
-            return names
-        for param in params:
-            if not isinstance(param, Mapping) or not isinstance(param.get("name"), str):
-                continue
-            if param.get("secret") is True or str(param.get("type", "")).lower() == "password":
-                names.add(param["name"])
-        return names
+        module = sys.modules.get(type(self).__module__)
+        return secret_values(self.source, config_secret_names(getattr(module, "CONFIG", None)))
 
     # -- events ---------------------------------------------------------------------
 
@@ -377,39 +431,3 @@ class DataSource:
         self._loop_token = token
         self._loop_thread = threading.get_ident()
         return True
-
-
-def _walk_named(value: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
-    """(key, value) of every mapping inside ``value``, at any depth."""
-    if depth > 8:  # guards against self-referencing sources
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield str(key), item
-            yield from _walk_named(item, depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _walk_named(item, depth + 1)
-
-
-def _collect(value: Any, into: set[str], *, min_number: int) -> None:
-    """Add the strings that ``value`` (a str, number, or container of them) shows."""
-    if isinstance(value, bool) or value is None:
-        return
-    if isinstance(value, str):
-        if value:
-            into.add(value)
-    elif isinstance(value, bytes):
-        if value:
-            into.add(value.decode("utf-8", "replace"))
-    elif isinstance(value, (int, float)):
-        text = str(value)
-        if len(text) >= min_number:
-            into.add(text)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _collect(item, into, min_number=min_number)
-    elif isinstance(value, (list, tuple, set)):
-        for item in value:
-            _collect(item, into, min_number=min_number)
-
