@@ -138,19 +138,21 @@ async def ingest(
     emit: Emit | None = None,
     read_attempts: int = READ_ATTEMPTS,
     backoff: float = 1.0,
+    log_state: Callable[[Any, Any], None] | None = None,
 ) -> IngestResult:
     """Run ``ds`` into ``conn`` until ``read()`` is exhausted. See :meth:`SDK.ingest`.
 
     ``emit(name, data)`` fires the SDK's events (``progress``,
     ``source-change``, ``source-state``); :meth:`SDK.ingest` passes its own.
-    Without it no event is fired.
+    Without it no event is fired. ``log_state(state_id, merged_state)`` logs each
+    state as it is reported, after its records (the SDK's write-ahead log).
     """
     if emit is None:
         emit = _no_event
     router = TableRouter(ds.source)
     result = IngestResult()
     tables: Counter[str] = Counter()
-    committer = StateCommitter(conn, result, on_state, emit)
+    committer = StateCommitter(conn, result, on_state, emit, log_state)
     failed_before = conn.stats.records_spooled + conn.stats.records_failed
     started = time.monotonic()
 
