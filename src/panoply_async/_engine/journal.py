@@ -113,6 +113,7 @@ class WalJournal:
     async def open(self, undelivered: list[Message]) -> None:
         """Claim a slot and read what its previous owner left (worker thread)."""
         self._undelivered = undelivered
+        self.recovery.begin()
         self._wakeup = anyio.Event()
         self._synced = anyio.Event()
         try:

@@ -79,13 +79,16 @@ class Recovery:
         self._units: list[Unit] = []
         self._by_wal: dict[WriteAheadLog, Unit] = {}
         self._adopted: list[WriteAheadLog] = []
-        self._scope = anyio.CancelScope()
         self._stopped = False
-        #: set once recovery is over (or was stopped)
-        self.done = anyio.Event()
         #: key -> (state_id, state): the states recovery committed
         self.states: dict[str, tuple[Any, Any]] = {}
         self.own_report = RecoveryReport()
+
+    def begin(self) -> None:
+        """On the event loop (an SDK may be created outside one), before :meth:`run`."""
+        self._scope = anyio.CancelScope()
+        #: set once recovery is over (or was stopped)
+        self.done = anyio.Event()
 
     def add(self, unit: Unit) -> None:
         self._units.append(unit)
