@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,9 @@ from panoply_async.testing import LocalQueue
 CHILD = Path(__file__).resolve().parent / "wal_fork_child.py"
 
 
-def run_child(mode: str, queue: LocalQueue, wal_dir: Path, **extra: object) -> subprocess.Popen[str]:
+def run_child(
+    mode: str, queue: LocalQueue, wal_dir: Path, **extra: object
+) -> subprocess.Popen[str]:
     config = {"apikey": queue.apikey, "apisecret": queue.apisecret, "wal_dir": str(wal_dir),
               "endpoint_url": queue.endpoint_url, **extra}
     return subprocess.Popen([sys.executable, str(CHILD), mode, json.dumps(config)],
@@ -55,10 +58,8 @@ async def test_a_writer_killed_while_its_forked_child_lives_is_recovered_at_once
     finally:
         for pid in (parent.pid, forked):
             if pid:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         parent.wait(30)
 
 

@@ -383,11 +383,17 @@ async def test_cancelled_recovery_keeps_the_log_and_releases_the_lock(
     probe = SDK(*vector_credentials)
     leave_behind(tmp_path, probe.queue_url, [body(1)], body(2))
     hanging = SDK(*vector_credentials, transport=Hanging(), wal_dir=tmp_path, shutdown_timeout=0.01)
-    with pytest.raises(DeliveryError):
+    caught: list[bool] = []
+
+    async def wait_for_recovery() -> None:
         async with hanging as conn:
             with anyio.move_on_after(0.2) as scope:  # a cancellation, not a timing
                 await conn.recovered_state("any")  # never over: the sends hang
-            assert scope.cancelled_caught
+            caught.append(scope.cancelled_caught)
+
+    with pytest.raises(DeliveryError):
+        await wait_for_recovery()
+    assert caught == [True]
     # Cancelled before any acknowledgement: the log still holds both messages.
     transport = MemoryTransport()
     async with SDK(*vector_credentials, transport=transport, wal_dir=tmp_path) as conn:

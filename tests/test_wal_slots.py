@@ -129,6 +129,7 @@ def test_workers_share_a_wal_dir_and_a_killed_workers_records_are_adopted(
     arrived = {str(r["id"]) for m in queue.messages() for r in decode_body(m.body)}
     missing = written - arrived
     assert not missing, f"{len(missing)} records whose write() returned never arrived"
-    assert len(b.ids()) >= 200 and len(c.ids()) >= 200
+    assert len(b.ids()) >= 200
+    assert len(c.ids()) >= 200
     for slot in (wal_dir, wal_dir / "slot-1", wal_dir / "slot-2"):
         assert segments(slot) == [], slot  # adopted and retired: nothing stranded
