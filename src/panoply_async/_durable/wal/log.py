@@ -351,8 +351,9 @@ class WriteAheadLog:
 
     @property
     def idle(self) -> bool:
-        """No frame waits for an outcome, and none is being written."""
-        return not self._frame_segment
+        """No frame waits for an outcome or is being written, and none was kept for
+        the next start (given up on without a spool)."""
+        return not self._frame_segment and not any(s.kept for s in self._segments.values())
 
     def sync_fds(self) -> list[int]:
         """Duplicates of the descriptors to fdatasync (the caller closes them).

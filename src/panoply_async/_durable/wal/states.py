@@ -145,9 +145,12 @@ class StateLog:
 
     def clear(self) -> None:
         """Nothing unfinished is logged any more: empty the file."""
-        if self._entries and self._fd >= 0:
+        if self._entries:
             try:
-                os.ftruncate(self._fd, 0)
+                if self._fd >= 0:
+                    os.ftruncate(self._fd, 0)
+                else:  # an earlier owner's entries, read on recovery
+                    os.truncate(self.path, 0)
                 self._entries = False
             except OSError as exc:
                 logger.error("could not empty %s: %s", self.path, exc)
