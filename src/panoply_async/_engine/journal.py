@@ -97,6 +97,7 @@ class WalJournal:
         #: the recovered frame being enqueued, while recovery enqueues it
         self._resending: tuple[WriteAheadLog, int] | None = None
         self._open = False
+        self._clear_states = True
 
     @property
     def directory(self) -> str:
@@ -132,6 +133,8 @@ class WalJournal:
         self._states = StateLog(self._wal.directory)
         forget_in_child(self._states)
         frames, report = self._wal.recover()
+        # States another queue's process logged here are not ours to empty.
+        self._clear_states = not report.other_queue_segments
         states, spooled = read_states(self._states.read())
         # Frame ids logged as watermarks stay meaningful: new frames number above them.
         self._wal.number_frames_above(max((s.watermark for s in states), default=0))
@@ -254,7 +257,7 @@ class WalJournal:
                 # Before the acknowledgements: a crash between the two only resends.
                 self._states.log_spooled([f for f, outcome in finished if outcome == SPOOLED])
             wal.finish(finished)
-        if self._wal.idle:
+        if self._clear_states and self._wal.idle:
             self._states.clear()
         self.packer.unblock()
 

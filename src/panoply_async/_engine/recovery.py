@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from .._durable.wal.format import DELIVERED, RecoveredFrame, RecoveryReport
+from .._durable.wal.format import DELIVERED, SPOOLED, RecoveredFrame, RecoveryReport
 from .._durable.wal.log import WriteAheadLog
 from .._durable.wal.slots import open_if_free, other_slots
 from .._durable.wal.states import LoggedState, StateLog, committable_states, read_states
@@ -79,6 +79,7 @@ class Recovery:
         self._units: list[Unit] = []
         self._by_wal: dict[WriteAheadLog, Unit] = {}
         self._adopted: list[WriteAheadLog] = []
+        self._own_dir = root
         self._stopped = False
         #: key -> (state_id, state): the states recovery committed
         self.states: dict[str, tuple[Any, Any]] = {}
@@ -95,6 +96,7 @@ class Recovery:
         self._by_wal[unit.wal] = unit
         if unit.own:
             self.own_report = unit.report
+            self._own_dir = unit.wal.directory
 
     def adopted(self) -> list[WriteAheadLog]:
         """Adopted slots still open (closed by the journal when the SDK closes)."""
@@ -117,6 +119,7 @@ class Recovery:
             with self._scope:
                 for unit in list(self._units):
                     await self._resend(unit, hooks, enqueue_frame)
+                    self._done_with(unit)
                 for number in other_slots(self._root, self._own_slot()):
                     if self._stopped:
                         return
@@ -129,12 +132,13 @@ class Recovery:
                     unit = await anyio.to_thread.run_sync(self._read, wal)
                     self.add(unit)
                     await self._resend(unit, hooks, enqueue_frame)
-                    await anyio.to_thread.run_sync(self._close_adopted, unit)
+                    keep_states = self._done_with(unit)
+                    await anyio.to_thread.run_sync(self._close_adopted, wal, keep_states)
         finally:
             self.done.set()
 
     def _own_slot(self) -> int:
-        own = next(u.wal.directory for u in self._units if u.own)
+        own = self._own_dir
         return 0 if own == self._root else int(own.name.split("-", 1)[1])
 
     @staticmethod
@@ -143,15 +147,24 @@ class Recovery:
         states, spooled = read_states(StateLog(wal.directory).read())
         return Unit(wal, frames, report, states, spooled)
 
+    def _done_with(self, unit: Unit) -> bool:
+        """Forget a resent unit's bodies; True when its slot's states must stay: some
+        frame is still in the log, or the slot holds another queue's segments."""
+        keep = bool(unit.report.other_queue_segments) or any(
+            unit.outcomes.get(f.frame_id) not in (DELIVERED, SPOOLED) for f in unit.frames
+        )
+        self._by_wal.pop(unit.wal, None)
+        self._units.remove(unit)
+        return keep
+
     @staticmethod
-    def _close_adopted(unit: Unit) -> None:
-        kept = any(unit.outcomes.get(f.frame_id) not in (DELIVERED, None) for f in unit.frames)
+    def _close_adopted(wal: WriteAheadLog, keep_states: bool) -> None:
         try:
-            if not kept:  # every state was resolved: none is left to recover
-                StateLog(unit.wal.directory).remove()
-            unit.wal.close()
+            if not keep_states:  # every state was resolved: none is left to recover
+                StateLog(wal.directory).remove()
+            wal.close()
         except OSError as exc:
-            logger.error("could not close the adopted log in %s: %s", unit.wal.directory, exc)
+            logger.error("could not close the adopted log in %s: %s", wal.directory, exc)
 
     async def _resend(self, unit: Unit, hooks: RecoveryHooks, enqueue_frame: EnqueueFrame) -> None:
         report = unit.report
