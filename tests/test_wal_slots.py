@@ -4,15 +4,20 @@ slots of dead processes adopted by the next one to start (DESIGN §3a)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
 import pytest
 
-from panoply_async import decode_body
+from panoply_async import SDK, decode_body
+from panoply_async._durable.wal.log import WriteAheadLog, queue_digest
+from panoply_async._engine.transport import MemoryTransport, Message, SendOutcome
 from panoply_async.local import LocalSQS
 from panoply_async.testing import LocalQueue, new_queue
 
@@ -133,3 +138,56 @@ def test_workers_share_a_wal_dir_and_a_killed_workers_records_are_adopted(
     assert len(c.ids()) >= 200
     for slot in (wal_dir, wal_dir / "slot-1", wal_dir / "slot-2"):
         assert segments(slot) == [], slot  # adopted and retired: nothing stranded
+
+
+def leave_slot(slot: Path, queue_url: str, ids: range) -> None:
+    """What a process killed in ``slot`` after logging ``ids`` (one message each) leaves."""
+    wal = WriteAheadLog(slot, queue_digest(queue_url.rsplit("/", 1)[-1]), frame_limit=4096,
+                        segment_bytes=1 << 16, max_bytes=1 << 20)
+    wal.open()
+    wal.recover()
+    packer = wal.packer(4096)
+    for i in ids:
+        packer.add(b'{"id":%d,"__table":"t"}\n' % i)
+        packer.take()
+    wal.forget_after_fork()  # dies: no cleanup, and the kernel drops its lock
+
+
+async def test_dead_owners_slots_are_adopted_without_holding_up_writes(
+    vector_credentials: tuple[str, str], tmp_path: Path
+) -> None:
+    class HoldRecovered(MemoryTransport):
+        """Holds the recovered messages (ids below 100) until the test opens the gate."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = anyio.Event()
+            self.new_sent = anyio.Event()
+
+        async def send(self, messages: Sequence[Message]) -> SendOutcome:
+            if any(r["id"] < 100 for m in messages for r in decode_body(m.body)):
+                await self.gate.wait()
+            else:
+                self.new_sent.set()
+            return await super().send(messages)
+
+    queue_url = SDK(*vector_credentials).queue_url
+    leave_slot(tmp_path / "slot-1", queue_url, range(1, 4))
+    leave_slot(tmp_path / "slot-3", queue_url, range(4, 7))
+    transport = HoldRecovered()
+    async with SDK(*vector_credentials, transport=transport, wal_dir=tmp_path) as conn:
+        assert (tmp_path / "lock").read_text().strip() == str(os.getpid())  # slot 0: free
+        await conn.write("t", {"id": 100})  # accepted at once
+        conn._close_open_message("flush")
+        with anyio.fail_after(10):  # bounds a failure; the event is the synchronisation
+            await transport.new_sent.wait()  # sent while the adopted messages are held
+        transport.gate.set()
+    ids = sorted(decode_body(b)[0]["id"] for b in transport.bodies)
+    assert ids == [1, 2, 3, 4, 5, 6, 100]
+    assert conn.stats.records_recovered == 6
+    for slot in ("slot-1", "slot-3"):
+        assert segments(tmp_path / slot) == []
+        again = WriteAheadLog(tmp_path / slot, b"\0" * 16, frame_limit=4096,
+                              segment_bytes=1 << 16, max_bytes=1 << 20)
+        again.open()  # released after the adoption
+        again.close()
