@@ -163,9 +163,11 @@ async def test_dead_owners_slots_are_adopted_without_holding_up_writes(
             super().__init__()
             self.gate = anyio.Event()
             self.new_sent = anyio.Event()
+            self.held = 0
 
         async def send(self, messages: Sequence[Message]) -> SendOutcome:
             if any(r["id"] < 100 for m in messages for r in decode_body(m.body)):
+                self.held += len(messages)
                 await self.gate.wait()
             else:
                 self.new_sent.set()
@@ -177,6 +179,8 @@ async def test_dead_owners_slots_are_adopted_without_holding_up_writes(
     transport = HoldRecovered()
     async with SDK(*vector_credentials, transport=transport, wal_dir=tmp_path) as conn:
         assert (tmp_path / "lock").read_text().strip() == str(os.getpid())  # slot 0: free
+        await anyio.wait_all_tasks_blocked()  # slot 1's messages are held in a request
+        assert transport.held == 3  # slot 1's; slot 3 waits its turn
         await conn.write("t", {"id": 100})  # accepted at once
         conn._close_open_message("flush")
         with anyio.fail_after(10):  # bounds a failure; the event is the synchronisation
