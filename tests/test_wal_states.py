@@ -85,3 +85,26 @@ async def test_spooled_records_never_bring_their_state_back(
     async with SDK(*vector_credentials, transport=MemoryTransport(), wal_dir=wal_dir) as conn:
         assert await conn.recovered_state("numbers") is None
     assert conn.stats.records_recovered == 0
+
+
+async def test_a_state_tagged_on_later_records_is_logged_again_after_them(
+    vector_credentials: tuple[str, str], tmp_path: Path
+) -> None:
+    class Tagged(DataSource):
+        async def read(self, n: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+            self.state("a", {"page": 1})
+            yield [{"id": 1, "__state": "a"}]
+            conn._close_open_message("flush")  # the next batch in a frame of its own
+            yield [{"id": 2, "__state": "a"}]
+
+    sdk = SDK(*vector_credentials, transport=MemoryTransport(fault=refusing), wal_dir=tmp_path,
+              max_attempts=1)
+    with pytest.raises(DeliveryError):
+        async with sdk as conn:
+            await conn.ingest(Tagged({"destination": "t"}), state_key="k")
+    states, _ = read_states((tmp_path / "states").read_bytes())
+    assert [(s.state_id, s.state) for s in states] == [("a", {"page": 1})] * 3
+    # Logged when reported, then after each batch tagged with it: the last covers record 2.
+    assert states[0].watermark < states[-1].watermark
+    frames = {states[-1].watermark}
+    assert committable_states(states, frames) == {}
