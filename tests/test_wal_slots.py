@@ -150,7 +150,7 @@ def leave_slot(slot: Path, queue_url: str, ids: range) -> None:
     for i in ids:
         packer.add(b'{"id":%d,"__table":"t"}\n' % i)
         packer.take()
-    wal.forget_after_fork()  # dies: no cleanup, and the kernel drops its lock
+    wal.abandon()  # dies: no cleanup, and the kernel drops its lock
 
 
 async def test_dead_owners_slots_are_adopted_without_holding_up_writes(

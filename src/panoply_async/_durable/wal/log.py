@@ -107,8 +107,8 @@ class WriteAheadLog:
         self._preparing = False
         self._next_segno = 1
         self._next_frame = 1
-        #: set in a forked child: the log belongs to the parent
-        self._forked = False
+        #: let go (a forked child's copy of the parent's log, or a failed recovery)
+        self._abandoned = False
 
     # -- lifetime ------------------------------------------------------------------
 
@@ -134,7 +134,13 @@ class WriteAheadLog:
         return self._lock.held
 
     def forget_after_fork(self) -> None:
-        """In a forked child: drop the parent's descriptors and mappings, never its lock.
+        """In a forked child: drop the parent's descriptors and mappings; the parent
+        keeps its lock (closing the child's copy never releases it)."""
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Let go of the directory without deleting or syncing anything (a recovery
+        that failed half-way, or a forked child's copy of its parent's log).
 
         Writing through this object afterwards raises :class:`WALError`.
         """
@@ -151,7 +157,8 @@ class WriteAheadLog:
         self._segments.clear()
         self._frame_segment.clear()
         self._active = self._spare = None
-        self._forked = True
+        self._abandoned = True
+        forget_in_child(self, registered=False)
 
     def close(self) -> None:
         """Delete what is finished, sync what stays, unmap, release the lock.
@@ -217,8 +224,8 @@ class WriteAheadLog:
 
     def begin_frame(self) -> tuple[memoryview, memoryview, int, int]:
         """Start a frame in the active segment; returns (map, words, payload offset, frame id)."""
-        if self._forked:
-            raise WALError(f"the write-ahead log in {self.directory} belongs to the parent process")
+        if self._abandoned:
+            raise WALError(f"the write-ahead log in {self.directory} was let go (fork?)")
         segment = self._active
         if segment is None or not self._fits(segment):
             segment = self._rotate()
