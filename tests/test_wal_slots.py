@@ -43,18 +43,19 @@ class Worker:
     def lines(self) -> list[str]:
         return self.out.read_text().splitlines() if self.out.exists() else []
 
-    def wait_for(self, predicate_name: str, *, ids: int = 0, timeout: float = 60) -> None:
-        """Until ``out`` holds the line ``predicate_name`` (or ``ids`` ids written)."""
+    def wait_for(self, line: str = "", *, ids: int = 0, timeout: float = 60) -> None:
+        """Until ``out`` holds ``line``, or at least ``ids`` ids were written."""
         deadline = time.monotonic() + timeout
+        what = line or f"{ids} ids"
         while True:
             lines = self.lines()
-            if predicate_name in lines or (ids and len(self.ids()) >= ids):
+            if (line and line in lines) or (ids and len(self.ids()) >= ids):
                 return
             if self.process.poll() is not None:
                 pytest.fail(f"the worker exited ({self.process.returncode}): {lines[-3:]}")
             if time.monotonic() > deadline:
                 self.kill()
-                pytest.fail(f"no {predicate_name!r} within {timeout}s: {lines[-3:]}")
+                pytest.fail(f"no {what!r} within {timeout}s: {lines[-3:]}")
             time.sleep(0.01)  # polling a file another process writes
 
     def ids(self) -> set[str]:
@@ -109,13 +110,13 @@ def test_workers_share_a_wal_dir_and_a_killed_workers_records_are_adopted(
         assert slot_pids(wal_dir) == {
             ".": a.process.pid, "slot-1": b.process.pid, "slot-2": c.process.pid,
         }
-        b.wait_for("", ids=200)
+        b.wait_for(ids=200)
         b.kill()  # mid-write
         assert segments(wal_dir / "slot-1")
         # The next worker takes the first free slot, b's, and resends what b left.
         d = start("d", real, 50)
         assert slot_pids(wal_dir)["slot-1"] == d.process.pid
-        c.wait_for("", ids=200)
+        c.wait_for(ids=200)
         c.kill()
         a.wait_for("written")
         a.finish()  # slot 0 is free again, and empty
