@@ -307,7 +307,10 @@ class WALError(PanoplyError):
 
 
 class WALLockedError(WALError):
-    """Another live process (or another SDK in this one) is using the same ``wal_dir``."""
+    """A log directory's lock is held by another live holder.
+
+    An ``SDK`` sharing a ``wal_dir`` takes a free slot instead, so it raises this only
+    for misuse: every one of its 4,096 slots held at once."""
 
 
 class _RecoveryReport(Protocol):

@@ -1,4 +1,4 @@
-"""The write-ahead log inside an SDK: recovery on entry, syncing, and the write path's hooks.
+"""The write-ahead log inside an SDK: its slot, recovery, syncing, and the write path's hooks.
 
 The records reach the log through :class:`WalPacker`, which the write buffer
 uses as its open message, so the log needs no per-record hook (the SDK does
@@ -8,38 +8,40 @@ call per record). The SDK wraps the buffer's ``submit`` and delivery's
 asks for a sync, ``finished`` logs acknowledgements (or leaves the frame for
 the next start when a message was neither delivered nor spooled). A syncer task coalesces
 sync requests into ``fdatasync`` calls in a worker thread (group commit).
+
+The SDK's log is one slot of a ``wal_dir`` a service's processes may share
+(``_durable/wal/slots.py``). Entering claims a free slot and reads what its
+previous owner left; resending that, and adopting the slots of dead owners,
+runs in the background (``recovery.py``) while new writes go on.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import anyio
 
+from .._durable.wal.lock import forget_in_child
 from .._durable.wal.log import (
     DELIVERED,
     FAILED,
     SPOOLED,
-    RecoveredFrame,
-    RecoveryReport,
     WriteAheadLog,
     fdatasync_all,
     queue_digest,
 )
 from .._durable.wal.packer import WalPacker
-from .._wire.packing import pack_lines
+from .._durable.wal.slots import claim_slot
+from .._durable.wal.states import StateLog, read_states
 from ..errors import WALError, WALRecoveryError
+from .recovery import Recovery, RecoveryHooks, Unit
 from .transport import Message
 
-if TYPE_CHECKING:
-    from .events import EventEmitter
-    from .stats import Stats
-
-__all__ = ["WALRecoveryError", "WalJournal"]
+__all__ = ["RecoveryHooks", "WALRecoveryError", "WalJournal"]
 
 logger = logging.getLogger("panoply_async")
 
@@ -58,7 +60,7 @@ def segment_bytes_for(max_wal_bytes: int, body_limit: int) -> int:
 
 
 class WalJournal:
-    """One SDK's write-ahead log: lock, recovery, frames of its messages, syncs."""
+    """One SDK's write-ahead log: its slot, recovery, frames of its messages, syncs."""
 
     def __init__(
         self,
@@ -68,49 +70,75 @@ class WalJournal:
         body_limit: int,
         max_wal_bytes: int,
     ) -> None:
-        self._wal = WriteAheadLog(
-            directory,
-            queue_digest(queue_name),
-            frame_limit=body_limit,
-            segment_bytes=segment_bytes_for(max_wal_bytes, body_limit),
-            max_bytes=max_wal_bytes,
-        )
+        self._root = Path(directory)
+        digest = queue_digest(queue_name)
+        segment_bytes = segment_bytes_for(max_wal_bytes, body_limit)
+
+        def make(path: Path) -> WriteAheadLog:
+            return WriteAheadLog(
+                path, digest, frame_limit=body_limit, segment_bytes=segment_bytes,
+                max_bytes=max_wal_bytes,
+            )
+
+        self._wal = make(self._root)
+        self._states = StateLog(self._root)
         self._body_limit = body_limit
         self.packer: WalPacker = self._wal.packer(body_limit)
-        #: message seq -> frame id, for messages not finished yet
-        self._frames: dict[int, int] = {}
+        #: the slot claimed on entry (-1 before)
+        self.slot = -1
+        #: message seq -> its log and frame id, for messages not finished yet
+        self._frames: dict[int, tuple[WriteAheadLog, int]] = {}
         #: recovered frames split into several messages: parts left, worst outcome
-        self._parts: dict[int, list[int]] = {}
+        self._parts: dict[tuple[WriteAheadLog, int], list[int]] = {}
         self._undelivered: list[Message] = []
-        self._recovered: list[RecoveredFrame] = []
-        self.report = RecoveryReport()
+        self.recovery = Recovery(self._root, make, body_limit)
         self._requested = self._completed = 0
         self._sync_error: OSError | None = None
-        #: the recovered frame being enqueued, while :meth:`resend` enqueues it
-        self._resending: int | None = None
+        #: the recovered frame being enqueued, while recovery enqueues it
+        self._resending: tuple[WriteAheadLog, int] | None = None
         self._open = False
+        self._clear_states = True
 
     @property
     def directory(self) -> str:
+        """The slot this SDK writes."""
         return str(self._wal.directory)
+
+    @property
+    def report(self) -> Any:
+        """What recovery found in this SDK's own slot."""
+        return self.recovery.own_report
 
     # -- lifetime --------------------------------------------------------------------
 
     async def open(self, undelivered: list[Message]) -> None:
-        """Lock the directory and read what a previous process left (worker thread)."""
+        """Claim a slot and read what its previous owner left (worker thread)."""
         self._undelivered = undelivered
+        self.recovery.begin()
         self._wakeup = anyio.Event()
         self._synced = anyio.Event()
         try:
             # Inside the try: a cancellation that lands while the thread takes the
             # lock must still release it.
-            await anyio.to_thread.run_sync(self._wal.open)
-            self._recovered, self.report = await anyio.to_thread.run_sync(self._wal.recover)
+            await anyio.to_thread.run_sync(self._claim)
             await self._prepare_spare()
         except BaseException:
             self._wal.close()
+            self._states.close()
             raise
         self._open = True
+
+    def _claim(self) -> None:
+        self.slot = claim_slot(self._wal, self._root)
+        self._states = StateLog(self._wal.directory)
+        forget_in_child(self._states)
+        frames, report = self._wal.recover()
+        # States another queue's process logged here are not ours to empty.
+        self._clear_states = not report.other_queue_segments
+        states, spooled = read_states(self._states.read())
+        # Frame ids logged as watermarks stay meaningful: new frames number above them.
+        self._wal.number_frames_above(max((s.watermark for s in states), default=0))
+        self.recovery.add(Unit(self._wal, frames, report, states, spooled, own=True))
 
     async def _prepare_spare(self) -> None:
         """Create the next segment in a worker thread, so that rotating to it does
@@ -129,68 +157,53 @@ class WalJournal:
             self._wal.add_spare(segment)
 
     async def aclose(self) -> None:
-        """Sync what stays on disk, delete what is finished, release the lock."""
+        """Sync what stays on disk, delete what is finished, release the locks."""
         if not self._open:
             return
         self._open = False
-        try:
-            await anyio.to_thread.run_sync(self._wal.close)
-        except OSError as exc:
-            logger.error("could not sync the write-ahead log in %s: %s", self.directory, exc)
+        self._states.close()
+        forget_in_child(self._states, registered=False)
+        for wal in [self._wal, *self.recovery.adopted()]:
+            try:
+                await anyio.to_thread.run_sync(wal.close)
+            except OSError as exc:
+                logger.error("could not sync the write-ahead log in %s: %s", wal.directory, exc)
 
     # -- recovery --------------------------------------------------------------------
 
-    async def resend(
-        self,
-        enqueue: Callable[[bytes, int], int],
-        wait_through: Callable[[int], Awaitable[None]],
-        buffered: Callable[[], int],
-        max_buffer_bytes: int,
-        stats: Stats,
-        events: EventEmitter,
-    ) -> None:
-        """Send what a previous process left unacknowledged, and wait until it finished.
+    def start_recovery(self, task_group: anyio.abc.TaskGroup, hooks: RecoveryHooks) -> None:
+        """Start the syncer, and the recovery: this slot's leftovers, then dead
+        owners' slots, resent while the SDK accepts new writes."""
+        task_group.start_soon(self.run_syncer)
+        task_group.start_soon(self.recovery.run, hooks, self._enqueue_recovered)
 
-        Runs before the SDK accepts writes. ``enqueue(body, records)`` counts a
-        message as buffered and pending, closes it (calling :meth:`closed`) and
-        returns its seq; ``wait_through(seq)`` waits until every message up to
-        it finished. At most ``max_buffer_bytes`` of recovered bodies are
-        buffered at a time.
-        """
-        report, frames = self.report, self._recovered
-        self._recovered = []
-        if report.records or report.dropped or report.foreign_files:
-            logger.warning("wal_dir %s: %s", self.directory, report.describe())
-        if report.dropped or report.foreign_files or report.other_queue_segments:
-            await events.emit_async(
-                "error",
-                {
-                    "operation": "recover",
-                    "records": 0,
-                    "messages": 0,
-                    "spooled": False,
-                    "spool_path": None,
-                    "exception": WALRecoveryError(report),
-                },
-            )
-        in_flight: deque[int] = deque()
-        for frame in frames:
-            bodies = [frame.body]
-            if len(frame.body) > self._body_limit:  # logged under a larger limit
-                bodies = pack_lines(frame.body.splitlines(keepends=True), self._body_limit)
-                self._parts[frame.frame_id] = [len(bodies), DELIVERED]
-            for body in bodies:
-                while in_flight and buffered() + len(body) > max_buffer_bytes:
-                    await wait_through(in_flight.popleft())
-                records = body.count(b"\n")
-                stats.records_recovered += records
-                self._resending = frame.frame_id
-                try:
-                    in_flight.append(enqueue(body, records))
-                finally:
-                    self._resending = None
-        if in_flight:
-            await wait_through(in_flight[-1])
+    def _enqueue_recovered(
+        self, wal: WriteAheadLog, frame_id: int, enqueue: Callable[[], int], parts: int
+    ) -> int:
+        if parts > 1:
+            self._parts[(wal, frame_id)] = [parts, DELIVERED]
+        self._resending = (wal, frame_id)
+        try:
+            return enqueue()
+        finally:
+            self._resending = None
+
+    def log_state(self, key: str, state_id: Any, state: Any) -> None:
+        """Log a state reported now, after the records written so far (``states.py``)."""
+        self._states.log_state(key, state_id, state, self._wal.last_frame)
+
+    async def recovered_state(self, key: str) -> tuple[Any, Any] | None:
+        """Once recovery is over: the last state logged under ``key`` whose records
+        recovery delivered (None if there is none)."""
+        await self.recovery.done.wait()
+        return self.recovery.states.get(key)
+
+    async def finish_recovery(self, deadline: float) -> None:
+        """Leaving the block: let recovery finish until ``deadline`` (anyio time), then
+        stop it; what it did not resend stays on disk for the next start."""
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            await self.recovery.done.wait()
+        self.recovery.stop()
 
     # -- the write path's hooks ------------------------------------------------------
 
@@ -216,29 +229,36 @@ class WalJournal:
 
     def closed(self, message: Message) -> None:
         frame = self._resending
-        self._frames[message.seq] = self.packer.last_sealed if frame is None else frame
+        self._frames[message.seq] = (self._wal, self.packer.last_sealed) if frame is None else frame
         self._request_sync()
 
     def finished(self, messages: Sequence[Message], delivered: bool) -> None:
         failed: set[int] = set()
         if not delivered:
             failed = {id(m) for m in self._undelivered}
-        outcomes: list[tuple[int, int]] = []
+        outcomes: dict[WriteAheadLog, list[tuple[int, int]]] = {}
         for message in messages:
-            frame = self._frames.pop(message.seq, None)
-            if frame is None:
+            entry = self._frames.pop(message.seq, None)
+            if entry is None:
                 continue
             outcome = DELIVERED if delivered else FAILED if id(message) in failed else SPOOLED
-            parts = self._parts.get(frame)
+            parts = self._parts.get(entry)
             if parts is not None:
                 parts[0] -= 1
                 parts[1] = max(parts[1], outcome)
                 if parts[0]:
                     continue
-                del self._parts[frame]
+                del self._parts[entry]
                 outcome = parts[1]
-            outcomes.append((frame, outcome))
-        self._wal.finish(outcomes)
+            outcomes.setdefault(entry[0], []).append((entry[1], outcome))
+        for wal, finished in outcomes.items():
+            self.recovery.note(wal, finished)
+            if wal is self._wal:
+                # Before the acknowledgements: a crash between the two only resends.
+                self._states.log_spooled([f for f, outcome in finished if outcome == SPOOLED])
+            wal.finish(finished)
+        if self._clear_states and self._wal.idle:
+            self._states.clear()
         self.packer.unblock()
 
     # -- syncing ---------------------------------------------------------------------

@@ -144,12 +144,14 @@ async def ingest(
     on_bad_record: str = "fail",
     dead_letter_file: str | os.PathLike[str] | None = None,
     max_records: int | None = None,
+    log_state: Callable[[Any, Any], None] | None = None,
 ) -> IngestResult:
     """Run ``ds`` into ``conn`` until ``read()`` is exhausted. See :meth:`SDK.ingest`.
 
     ``emit(name, data)`` fires the SDK's events (``progress``,
     ``source-change``, ``source-state``); :meth:`SDK.ingest` passes its own.
-    Without it no event is fired.
+    Without it no event is fired. ``log_state(state_id, merged_state)`` logs each
+    state as it is reported, after its records (the SDK's write-ahead log).
 
     ``max_records`` (a trial): at most that many records per table are written,
     and reading stops once the trial has them (see :class:`Trial`). A trial commits
@@ -162,7 +164,7 @@ async def ingest(
     router = TableRouter(ds.source)
     result = IngestResult()
     tables: Counter[str] = Counter()
-    committer = StateCommitter(conn, result, on_state, emit)
+    committer = StateCommitter(conn, result, on_state, emit, log_state)
     failed_before = conn.stats.records_spooled + conn.stats.records_failed
     started = time.monotonic()
 

@@ -1,8 +1,8 @@
 """The SDK facade: options, the lifetimes of the parts, events and stats.
 
-Data flow (DESIGN §2), one module per stage: ``buffer`` (records into messages),
-``delivery`` (messages to SQS, or the spool), ``replay`` (spool files back to SQS),
-``checkpoint`` (which messages are finished, in order).
+Data flow (DESIGN §2), one module per stage: ``buffer.py`` (records into
+messages), ``delivery.py`` (to SQS, or the spool), ``replay.py``, ``checkpoint.py``,
+``journal.py`` (the write-ahead log).
 
 Every background task lives in one anyio task group owned by the ``SDK`` and
 bounded by its ``async with`` block. Delivery runs inside a shielded cancel
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ from .config import SDKConfig
 from .delivery import MAX_BATCH_ENTRIES, Delivery
 from .drain import close_parts, drain
 from .events import EventEmitter, Handler
-from .journal import WalJournal
+from .journal import RecoveryHooks, WalJournal
 from .pipeline import IngestResult, ingest
 from .redact import redactor
 from .replay import ReplayResult, replay_path
@@ -242,7 +243,6 @@ class SDK:
             raise ValueError(f"unknown event {name!r}; known events: {known} and '*'")
         self._events.on(name, handler)
         return self
-
     async def __aenter__(self) -> SDK:
         if self._state is not _NEW:
             raise RuntimeError("an SDK instance can be entered only once; create a new one")
@@ -273,20 +273,12 @@ class SDK:
         task_group.start_soon(self._buffer.run_timer)
         self._state = _OPEN
         if journal is not None:
-            # What a previous process left goes out before any new write.
-            task_group.start_soon(journal.run_syncer)
-            try:
-                await journal.resend(
-                    self._buffer.submit_recovered,
-                    self._delivery.watermark.wait_through,
-                    lambda: self._buffer.buffered,
-                    self._config.max_buffer_bytes,
-                    self._stats,
-                    self._events,
-                )
-            except BaseException:
-                await self._shutdown()
-                raise
+            # What dead processes left goes out in the background, beside new writes.
+            journal.start_recovery(task_group, RecoveryHooks(
+                self._buffer.submit_recovered, self._delivery.watermark.wait_through,
+                lambda: self._buffer.buffered, self._config.max_buffer_bytes,
+                self._stats, self._events,
+            ))
         self._buffer.accepting = True
         return self
 
@@ -360,9 +352,15 @@ class SDK:
         return await replay_path(path, self.spool_path, self._delivery, self._attributes_size)
 
     async def ingest(
-        self, source: Source, *, batch_size: int | None = None,
-        on_state: Callable[[Any, Any], None] | None = None, on_bad_record: str = "fail",
-        dead_letter_file: str | os.PathLike[str] | None = None, max_records: int | None = None,
+        self,
+        source: Source,
+        *,
+        batch_size: int | None = None,
+        on_state: Callable[[Any, Any], None] | None = None,
+        state_key: str | None = None,
+        on_bad_record: str = "fail",
+        dead_letter_file: str | os.PathLike[str] | None = None,
+        max_records: int | None = None,
     ) -> IngestResult:
         """Run a :class:`DataSource` into this SDK until its ``read()`` is exhausted.
 
@@ -371,17 +369,29 @@ class SDK:
         committed (event ``source-state``, and ``on_state(id, merged_state)``)
         only once every record written before it, and every record tagged
         ``"__state": id``, was acknowledged by SQS. Retryable errors from
-        ``read()`` are retried (3 attempts); ``close()`` always runs. A record
-        ``write()`` refuses stops the run (``on_bad_record="fail"``) or is
-        counted and identified (``"skip"``), and kept in ``dead_letter_file``
-        (``"dead-letter"``). ``max_records`` (per table) ends a trial run early.
+        ``read()`` are retried (3 attempts); ``close()`` always runs. With ``wal_dir``
+        and ``state_key``, states ride the log (see :meth:`recovered_state`). A record
+        ``write()`` refuses stops the run (``on_bad_record="fail"``) or is counted and
+        identified (``"skip"``), and kept in ``dead_letter_file`` (``"dead-letter"``).
+        ``max_records`` (per table) ends a trial run early.
         """
         if self._state is not _OPEN:
             raise self._not_open("ingest")
+        journal = self._journal
+        logged = None if journal is None or state_key is None else partial(
+            journal.log_state, state_key)
         return await ingest(
             self, source, batch_size=batch_size, on_state=on_state, emit=self._emit,
-            on_bad_record=on_bad_record, dead_letter_file=dead_letter_file,
-            max_records=max_records)
+            log_state=logged, on_bad_record=on_bad_record,
+            dead_letter_file=dead_letter_file, max_records=max_records)
+
+    async def recovered_state(self, state_key: str) -> tuple[Any, Any] | None:
+        """Once ``wal_dir`` recovery is over: the last ``(state_id, state)`` that
+        :meth:`ingest` logged under ``state_key`` and recovery delivered, or None."""
+        if self._state is not _OPEN:
+            raise self._not_open("recovered_state")
+        journal = self._journal
+        return None if journal is None else await journal.recovered_state(state_key)
 
     def checkpoint(self) -> Checkpoint:
         """Mark everything written so far, the open message included.
@@ -398,9 +408,6 @@ class SDK:
     def _emit(self, name: str, data: Any) -> None:
         if self._events.has_handlers(name):
             self._events.emit(name, data)
-
-    # -- internals used by tests ---------------------------------------------------
-
     @property
     def _buffered(self) -> int:
         return self._buffer.buffered
@@ -426,6 +433,8 @@ class SDK:
         buffer, delivery = self._buffer, self._delivery
         try:
             with anyio.CancelScope(shield=True):
+                if self._journal is not None:  # recovered records go out too, by the deadline
+                    await self._journal.finish_recovery(deadline)
                 await drain(buffer, delivery, self._events, deadline)
         finally:
             # The task group must be exited outside our own scopes (anyio scopes

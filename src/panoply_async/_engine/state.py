@@ -105,11 +105,38 @@ class _PendingState:
     mark: _Mark
 
 
+class _StateLogger:
+    """Logs each state with the records written before it (``wal_dir``), as the
+    value a commit of it would pass to ``on_state``; a state that records of a
+    later batch are tagged with is logged again, after them."""
+
+    def __init__(self, log_state: Callable[[Any, Any], None]) -> None:
+        self._log_state = log_state
+        self._merged: Any = None
+        self._values: dict[Any, Any] = {}
+
+    def reported(self, state_id: Any, state: Any) -> None:
+        self._merged = _merge(self._merged, state)
+        self._log_state(state_id, self._merged)
+        try:
+            self._values[state_id] = self._merged
+        except TypeError:  # an unhashable id is never a tag either
+            return
+        if len(self._values) > 1024:  # only recent states are still pending
+            del self._values[next(iter(self._values))]
+
+    def tagged_again(self, state_ids: set[Any]) -> None:
+        for state_id in state_ids:
+            if state_id in self._values:
+                self._log_state(state_id, self._values[state_id])
+
+
 class StateCommitter:
     """Commits states in the order reported, each after its records were acknowledged."""
 
     def __init__(self, conn: Sink, result: IngestResult,
-                 on_commit: Callable[[Any, Any], None] | None, emit: Emit) -> None:
+                 on_commit: Callable[[Any, Any], None] | None, emit: Emit,
+                 log_state: Callable[[Any, Any], None] | None = None) -> None:
         self._conn = conn
         self._result = result
         self._on_commit = on_commit
@@ -127,11 +154,14 @@ class StateCommitter:
         self._writing: set[Any] = set()
         # States tagged in a batch that was interrupted: never committed.
         self._blocked: set[Any] = set()
+        self._logger = _StateLogger(log_state) if log_state is not None else None
 
     def report(self, state_id: Any, state: Any) -> None:
         # Called from the DataSource's event (possibly hopped from a worker
         # thread); the checkpoint is taken after the current batch is written.
         self._reported.append((state_id, state))
+        if self._logger is not None:
+            self._logger.reported(state_id, state)
 
     def before_batch(self, records: list[Any]) -> None:
         """Note which pending states ``records`` are tagged with, before writing them.
@@ -149,6 +179,8 @@ class StateCommitter:
         self._marks += 1
         for state_id in self._writing:
             self._last_mark_of[state_id] = mark
+        if self._logger is not None:
+            self._logger.tagged_again(self._writing)
         self._writing = set()
         for state_id, state in self._reported:
             self._queue.append(_PendingState(state_id, state, mark))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -174,6 +175,12 @@ class StateFile:
         self._write({STATE_ID_KEY: state_id, STATE_KEY: state,
                      LAST_SUCCESS_KEY: self.last_success})
 
+    @property
+    def log_key(self) -> str:
+        """This file's name for the states that ride a write-ahead log (``--wal-dir``):
+        a run only ever takes back states logged for the same state file."""
+        return hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:32]
+
     def save_success(self, started: datetime.datetime, state_id: Any, state: Any) -> None:
         self.last_success = format_last_success(started)
         self.save(state_id, state)
@@ -300,6 +307,16 @@ def load_state(options: RunOptions) -> None:
         options.source.setdefault(LAST_SUCCESS_KEY, options.state_file.last_success)
 
 
+async def resume_from_log(conn: SDK, key: str, source: dict[str, Any],
+                          on_state: Callable[[Any, Any], None]) -> None:
+    """Commit the state a killed run logged with its records, once recovery delivered
+    them, and start the connector from it (not from the older state file's)."""
+    recovered = await conn.recovered_state(key)
+    if recovered is not None:
+        on_state(*recovered)
+        source[STATE_ID_KEY], source[STATE_KEY] = recovered
+
+
 async def run_connector(options: RunOptions, console: Console, outcome: RunOutcome) -> None:
     """Run the connector; fills ``outcome``, also when cancelled (interrupted)."""
     from ..local import LocalSQS, make_credentials
@@ -346,6 +363,10 @@ async def run_connector(options: RunOptions, console: Console, outcome: RunOutco
             sdk.on("flush", lambda data: display.add_records(int(data["records"])))
             try:
                 async with sdk as conn:
+                    state_key = None
+                    if state_file is not None and options.wal_dir is not None:
+                        state_key = state_file.log_key
+                        await resume_from_log(conn, state_key, options.source, on_state)
                     source = stream_cls(options.source, {})
                     if options.streams is not None:
                         await source.select_streams(options.streams)
@@ -353,7 +374,8 @@ async def run_connector(options: RunOptions, console: Console, outcome: RunOutco
                         source, batch_size=options.batch_size, on_state=on_state,
                         on_bad_record=options.on_bad_record,
                         dead_letter_file=options.dead_letter_file,
-                        max_records=options.max_records)
+                        max_records=options.max_records,
+                        state_key=state_key)
             except anyio.get_cancelled_exc_class():
                 outcome.stdout_closed = dry is not None and dry.stdout_closed
                 outcome.interrupted = not outcome.stdout_closed

@@ -49,6 +49,10 @@ FAILED = 3  # never logged: the frame stays in the log and is recovered again
 FRAME_ID = Struct("<Q")
 SEG_NAME = re.compile(r"wal-(\d{12})\.(seg|ack)")
 LOCK_NAME = "lock"
+#: the slots of a shared ``wal_dir``: slot 0 is the directory itself, slot N its ``slot-N``
+SLOT_NAME = re.compile(r"slot-([1-9]\d{0,5})")
+#: a slot's log of the states reported after its records (see ``states.py``)
+STATES_NAME = "states"
 
 
 def align8(n: int) -> int:

@@ -18,8 +18,6 @@ send/acknowledge window are sent again. Blocking file I/O only: no event loop.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import os
 import zlib
@@ -39,7 +37,9 @@ from .format import (
     SEALED,
     SEG_HEADER_SIZE,
     SEG_NAME,
+    SLOT_NAME,
     SPOOLED,
+    STATES_NAME,
     DroppedRange,
     RecoveredFrame,
     RecoveryReport,
@@ -48,6 +48,7 @@ from .format import (
     read_segment,
     seg_name,
 )
+from .lock import DirectoryLock, forget_in_child
 from .packer import WalPacker
 from .segment import Segment, create_segment, fdatasync_all, unmap
 
@@ -58,6 +59,7 @@ __all__ = [
     "DroppedRange",
     "RecoveredFrame",
     "RecoveryReport",
+    "WALLockedError",
     "WalPacker",
     "WriteAheadLog",
     "fdatasync_all",
@@ -94,7 +96,7 @@ class WriteAheadLog:
         #: whole pages, and room for at least one frame
         self.segment_bytes = -(-max(segment_bytes, need) // 4096) * 4096
         self.max_bytes = max_bytes
-        self._lock_fd = -1
+        self._lock = DirectoryLock(self.directory)
         self._dir_fd = -1
         self._dir_dirty = False
         self._segments: dict[int, Segment] = {}
@@ -105,31 +107,58 @@ class WriteAheadLog:
         self._preparing = False
         self._next_segno = 1
         self._next_frame = 1
+        #: let go (a forked child's copy of the parent's log, or a failed recovery)
+        self._abandoned = False
 
     # -- lifetime ------------------------------------------------------------------
 
     def open(self) -> None:
         """Create the directory (0700) and take its lock, or raise :class:`WALLockedError`."""
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise WALError(f"cannot use wal_dir {self.directory}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise WALLockedError(
-                    f"wal_dir {self.directory} is in use by another live SDK (pid {holder}); "
-                    "each process needs its own wal_dir"
-                ) from None
-            raise WALError(f"cannot lock wal_dir {self.directory}: {exc.strerror}") from exc
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+        self._lock = DirectoryLock(self.directory)  # the directory may have been chosen since
+        self._lock.acquire()
         self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        forget_in_child(self)
+
+    @property
+    def _lock_fd(self) -> int:
+        # The lock's descriptor: tests close it to play a process that died.
+        return self._lock.fd
+
+    @_lock_fd.setter
+    def _lock_fd(self, fd: int) -> None:
+        self._lock.fd = fd
+
+    @property
+    def is_open(self) -> bool:
+        """Whether this process holds the directory's lock."""
+        return self._lock.held
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's descriptors and mappings; the parent
+        keeps its lock (closing the child's copy never releases it)."""
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Let go of the directory without deleting or syncing anything (a recovery
+        that failed half-way, or a forked child's copy of its parent's log).
+
+        Writing through this object afterwards raises :class:`WALError`.
+        """
+        spare = [self._spare] if self._spare is not None else []
+        for segment in [*self._segments.values(), *spare]:
+            try:
+                unmap(segment)
+            except (BufferError, OSError):  # a view still exported: drop our references
+                segment.fd = segment.ack_fd = -1
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+        self._lock.forget()
+        self._segments.clear()
+        self._frame_segment.clear()
+        self._active = self._spare = None
+        self._abandoned = True
+        forget_in_child(self, registered=False)
 
     def close(self) -> None:
         """Delete what is finished, sync what stays, unmap, release the lock.
@@ -150,10 +179,13 @@ class WriteAheadLog:
             for segment in list(self._segments.values()):
                 unmap(segment)
             self._segments.clear()
-            for fd in (self._dir_fd, self._lock_fd):
-                if fd >= 0:
-                    os.close(fd)  # closing the lock's descriptor releases the flock
-            self._dir_fd = self._lock_fd = -1
+            # Outcomes arriving after the close find no frame: they stay for the next owner.
+            self._frame_segment.clear()
+            if self._dir_fd >= 0:
+                os.close(self._dir_fd)
+                self._dir_fd = -1
+            self._lock.release()
+            forget_in_child(self, registered=False)
 
     def _stay_fds(self) -> list[int]:
         fds = [s.fd for s in self._segments.values() if s.fd >= 0 and s.dirty]
@@ -192,6 +224,8 @@ class WriteAheadLog:
 
     def begin_frame(self) -> tuple[memoryview, memoryview, int, int]:
         """Start a frame in the active segment; returns (map, words, payload offset, frame id)."""
+        if self._abandoned:
+            raise WALError(f"the write-ahead log in {self.directory} was let go (fork?)")
         segment = self._active
         if segment is None or not self._fits(segment):
             segment = self._rotate()
@@ -237,7 +271,7 @@ class WriteAheadLog:
     def reserve_spare(self) -> int | None:
         """A segment number to prepare ahead with :meth:`create_segment` (in a worker
         thread, then :meth:`add_spare`), or None when one is ready or under way."""
-        if self._spare is not None or self._preparing or self._lock_fd < 0:
+        if self._spare is not None or self._preparing or not self._lock.held:
             return None
         self._preparing = True
         self._next_segno += 1
@@ -250,7 +284,7 @@ class WriteAheadLog:
     def add_spare(self, segment: Segment | None) -> None:
         """The segment :meth:`reserve_spare` asked for (None if creating it failed)."""
         self._preparing = False
-        if segment is not None and self._lock_fd < 0:  # closed meanwhile
+        if segment is not None and not self._lock.held:  # closed meanwhile
             self._discard(segment)
         elif segment is not None:
             self._spare = segment
@@ -313,6 +347,21 @@ class WriteAheadLog:
 
     # -- syncing -------------------------------------------------------------------
 
+    @property
+    def last_frame(self) -> int:
+        """The highest frame id begun so far (ids only grow over a directory's life)."""
+        return self._next_frame - 1
+
+    def number_frames_above(self, frame_id: int) -> None:
+        """Begin later frames above ``frame_id`` (a watermark an earlier owner logged)."""
+        self._next_frame = max(self._next_frame, frame_id + 1)
+
+    @property
+    def idle(self) -> bool:
+        """No frame waits for an outcome or is being written, and none was kept for
+        the next start (given up on without a spool)."""
+        return not self._frame_segment and not any(s.kept for s in self._segments.values())
+
     def sync_fds(self) -> list[int]:
         """Duplicates of the descriptors to fdatasync (the caller closes them).
 
@@ -349,7 +398,7 @@ class WriteAheadLog:
         for entry in sorted(os.listdir(self.directory)):
             match = SEG_NAME.fullmatch(entry)
             if match is None:
-                if entry != LOCK_NAME:
+                if entry not in (LOCK_NAME, STATES_NAME) and not SLOT_NAME.fullmatch(entry):
                     report.foreign_files.append(entry)
                 continue
             segno = int(match.group(1))
