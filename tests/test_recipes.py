@@ -283,7 +283,6 @@ async def test_aiohttp_cleanup_ctx_delivers_everything_answered_before_sigterm(
 
 
 @pytest.mark.main_only
-@pytest.mark.xfail(reason="needs wal_dir slots", strict=False)
 async def test_gunicorn_workers_share_one_wal_dir_and_a_sigkilled_workers_records_arrive(
     panoply_queue: LocalQueue, tmp_path: Path, servers: list[Server]
 ) -> None:
