@@ -45,6 +45,7 @@ from .connectors import (
 from .errors import (
     ERROR_CODES,
     BackgroundTimeoutError,
+    BufferFullError,
     ConfigurationError,
     ConnectorError,
     CredentialsError,
@@ -77,6 +78,7 @@ __all__ = [
     "BackgroundTimeoutError",
     "BasicAuth",
     "BearerAuth",
+    "BufferFullError",
     "Checkpoint",
     "ConfigurationError",
     "ConnectorError",
