@@ -33,6 +33,7 @@ import argparse
 import math
 import os
 import secrets
+import shlex
 import signal
 import stat
 import string
@@ -44,7 +45,7 @@ from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -59,10 +60,9 @@ from ._local.server import (
 )
 from ._wire.credentials import parse_credentials
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["LocalSQS", "ReceivedMessage", "main", "make_credentials"]
+__all__ = [
+    "DEFAULT_PORT", "LocalSQS", "ReceivedMessage", "export_lines", "main", "make_credentials",
+]
 
 _ALPHABET = string.ascii_letters + string.digits
 #: SQS caps a single long poll at 20 seconds.
@@ -70,7 +70,6 @@ _MAX_WAIT_SECONDS = 20
 #: Long enough that a message being received is not redelivered before it is deleted.
 _RECEIVE_VISIBILITY_SECONDS = 60
 _SHUTDOWN_POLL_SECONDS = 0.05
-
 
 
 def make_credentials(
@@ -127,7 +126,6 @@ def _message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int
         elif "BinaryValue" in value:
             size += len(value["BinaryValue"])
     return size
-
 
 
 # -- the server -----------------------------------------------------------------------
@@ -354,15 +352,32 @@ def _botocore_client(endpoint_url: str) -> Any:
 # -- command line ---------------------------------------------------------------------
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+#: The port ``python -m panoply_async.local`` and ``panoply-async local`` listen on:
+#: fixed, so that an app's environment stays valid across restarts of the server.
+DEFAULT_PORT = 4566
+
+
+def export_lines(endpoint_url: str, apikey: str, apisecret: str) -> list[str]:
+    """The shell lines that point an app (``SDK()`` with no arguments) at a server."""
+    return [
+        f"export PANOPLY_ENDPOINT_URL={shlex.quote(endpoint_url)}",
+        f"export PANOPLY_APIKEY={shlex.quote(apikey)}",
+        f"export PANOPLY_APISECRET={shlex.quote(apisecret)}",
+    ]
+
+
+def _parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m panoply_async.local",
+        prog=prog,
         description=(
-            "Serve a local SQS (moto) on 127.0.0.1. Prints one line 'endpoint=URL', "
-            "then serves until SIGTERM, SIGINT or end of input on stdin."
+            "Serve a local SQS (moto) on 127.0.0.1 for development, with a queue and "
+            "fresh local credentials for it. Prints 'endpoint=URL', then the 'export' "
+            "lines an app needs (valid shell, all of it), then serves until SIGTERM, "
+            "SIGINT (Ctrl-C) or end of input on stdin."
         ),
     )
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port to listen on (default {DEFAULT_PORT}; 0: a free one)")
     parser.add_argument(
         "--create-queue-for",
         nargs=2,
@@ -397,20 +412,35 @@ def _set_on_stdin_eof(stop: threading.Event) -> None:
     threading.Thread(target=watch, name="panoply-local-stdin", daemon=True).start()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve a LocalSQS until SIGTERM, SIGINT or stdin EOF; first print ``endpoint=URL``."""
-    args = _parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m panoply_async.local") -> int:
+    """Serve a LocalSQS until SIGTERM, SIGINT or stdin EOF; first print ``endpoint=URL``
+    and the ``export`` lines of the endpoint and of credentials whose queue exists."""
+    args = _parse_args(argv, prog)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     if _stdin_can_signal_eof():
         # A parent that dies or closes our stdin takes the server with it: no orphans.
         _set_on_stdin_eof(stop)
-    with LocalSQS(port=args.port) as server:
+    server = LocalSQS(port=args.port)
+    try:
+        server.start()
+    except (OSError, SystemExit):  # werkzeug exits on a busy port, after saying so
+        print(f"error: cannot listen on 127.0.0.1:{args.port}; choose another port with "
+              "--port", file=sys.stderr)
+        return 2
+    try:
         if args.create_queue_for:
             server.create_queue(*args.create_queue_for)
-        print(f"endpoint={server.endpoint_url}", flush=True)
+        apikey, apisecret = make_credentials("local")
+        server.create_queue(apikey, apisecret)
+        lines = export_lines(server.endpoint_url, apikey, apisecret)
+        print(f"endpoint={server.endpoint_url}", *lines, sep="\n", flush=True)
+        print("serving; run the export lines above in the app's shell; Ctrl-C stops",
+              file=sys.stderr, flush=True)
         stop.wait()
+    finally:
+        server.stop()
     return 0
 
 

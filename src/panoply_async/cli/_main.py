@@ -374,7 +374,7 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
 
     Messages are deleted from the queue once printed.
     """
-    from .._wire.credentials import parse_credentials
+    from .._wire.credentials import resolve_credentials
     from ._tail import tail_queue
 
     if local and queue_url:
@@ -382,20 +382,25 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
 
     async def main_task() -> None:
         if local:
-            from ..local import LocalSQS
+            from ..local import LocalSQS, export_lines, make_credentials
 
-            key, secret = require_credentials(apikey, apisecret)
+            made = not (apikey or apisecret)
+            key, secret = make_credentials("local") if made else require_credentials(
+                apikey, apisecret)
             async with LocalSQS(port=port) as server:
                 url = server.create_queue(key, secret)
                 click.echo(f"endpoint={server.endpoint_url}", err=True)
                 click.echo(f"queue={url}", err=True)
+                # Made here, so an app needs them to write to this queue (and they are not real).
+                for line in export_lines(server.endpoint_url, key, secret) if made else ():
+                    click.echo(line, err=True)
                 await tail_queue(url, server.endpoint_url, False, limit, wait)
         elif queue_url:
             await tail_queue(queue_url, endpoint_url, True, limit, wait)
         else:
             key, secret = require_credentials(apikey, apisecret)
-            url = parse_credentials(key, secret).queue_url(endpoint_url)
-            await tail_queue(url, endpoint_url, False, limit, wait)
+            credentials, endpoint = resolve_credentials(key, secret, endpoint_url, os.environ)
+            await tail_queue(credentials.queue_url(endpoint), endpoint, False, limit, wait)
 
     from ._interrupt import Interrupt, run_interruptible
 
@@ -408,6 +413,20 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
         fail(f"{type(exc).__name__}: {exc}")
     if interrupt.interrupted:
         sys.exit(interrupt.exit_code)
+
+
+@cli.command()
+@click.option("--port", default=4566, show_default=True, type=click.IntRange(0, 65535),
+              help="Port on 127.0.0.1 to serve on (0: a free one).")
+def local(port: int) -> None:
+    """Serve a local SQS server for development until Ctrl-C or SIGTERM.
+
+    Prints the endpoint and the `export` lines (endpoint and local credentials whose
+    queue exists) that an app using `SDK()` with no arguments needs.
+    """
+    from ..local import main as serve
+
+    sys.exit(serve(["--port", str(port)], prog="panoply-async local"))
 
 
 @cli.command()
