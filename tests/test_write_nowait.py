@@ -7,6 +7,7 @@ deterministically: nothing is acknowledged, so nothing is released.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -122,3 +123,20 @@ async def test_bad_records_and_closed_sdks_raise_as_write_does(
     assert ids(transport) == [1]
     with pytest.raises(RuntimeError, match="closed"):
         conn.write_nowait("t", {})
+
+
+async def test_a_full_write_ahead_log_sheds_too(
+    vector_credentials: tuple[str, str], tmp_path: Path
+) -> None:
+    transport = GatedTransport()
+    conn = SDK(*vector_credentials, transport=transport, flush_interval=3600,
+               max_message_bytes=MESSAGE_BYTES, max_buffer_bytes=64 * MESSAGE_BYTES,
+               wal_dir=tmp_path, max_wal_bytes=4 * MESSAGE_BYTES)
+    async with conn:
+        accepted = await fill(conn)
+        assert conn.buffered_bytes < 64 * MESSAGE_BYTES  # the log filled, not the buffer
+        with pytest.raises(BufferFullError, match="write-ahead log is full"):
+            conn.write_nowait("t", {"id": -1, "pad": PAD})
+        transport.gate.set()
+    assert sorted(ids(transport)) == list(range(accepted))
+    assert conn.stats.records_shed == 2
