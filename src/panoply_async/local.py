@@ -436,8 +436,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m panoply_async.loc
         server.create_queue(apikey, apisecret)
         lines = export_lines(server.endpoint_url, apikey, apisecret)
         print(f"endpoint={server.endpoint_url}", *lines, sep="\n", flush=True)
-        print("serving; run the export lines above in the app's shell; Ctrl-C stops",
-              file=sys.stderr, flush=True)
+        if sys.stderr.isatty():  # for a person; programs read the lines above
+            print("serving; run the export lines above in the app's shell; Ctrl-C stops",
+                  file=sys.stderr, flush=True)
         stop.wait()
     finally:
         server.stop()
