@@ -30,7 +30,6 @@ and makes all servers share one namespace.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import secrets
 import shlex
@@ -50,8 +49,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from ._local.client import botocore_client, delete_messages, poll_seconds
 from ._local.server import (
-    REGION,
     Connections,
     allocate_account,
     make_server,
@@ -65,8 +64,6 @@ __all__ = [
 ]
 
 _ALPHABET = string.ascii_letters + string.digits
-#: SQS caps a single long poll at 20 seconds.
-_MAX_WAIT_SECONDS = 20
 #: Long enough that a message being received is not redelivered before it is deleted.
 _RECEIVE_VISIBILITY_SECONDS = 60
 _SHUTDOWN_POLL_SECONDS = 0.05
@@ -247,7 +244,7 @@ class LocalSQS:
         with self._lock:
             running = self._require_running()
             if running.client is None:
-                running.client = _botocore_client(running.endpoint_url)
+                running.client = botocore_client(running.endpoint_url)
             return running.client
 
     def queue_url(self, apikey: str | bytes, apisecret: str | bytes) -> str:
@@ -279,7 +276,7 @@ class LocalSQS:
         while max_messages is None or len(received) < max_messages:
             want_more = max_messages is not None or not received
             remaining = deadline - time.monotonic()
-            wait = _poll_seconds(remaining) if want_more else 0
+            wait = poll_seconds(remaining) if want_more else 0
             batch = 10 if max_messages is None else min(10, max_messages - len(received))
             messages = client.receive_message(
                 QueueUrl=queue_url,
@@ -290,7 +287,7 @@ class LocalSQS:
             ).get("Messages", [])
             if messages:
                 received.extend(_received_message(message) for message in messages)
-                _delete(client, queue_url, messages)
+                delete_messages(client, queue_url, messages)
             elif not want_more or deadline <= time.monotonic():
                 break
         return received
@@ -311,42 +308,6 @@ class LocalSQS:
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )
         return int(response["Attributes"]["ApproximateNumberOfMessages"])
-
-
-def _poll_seconds(remaining: float) -> int:
-    """``WaitTimeSeconds`` for a long poll of at most ``remaining`` seconds (whole seconds)."""
-    if remaining <= 0:
-        return 0
-    return min(_MAX_WAIT_SECONDS, max(1, math.ceil(remaining)))
-
-
-def _delete(client: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:
-    client.delete_message_batch(
-        QueueUrl=queue_url,
-        Entries=[
-            {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
-            for index, message in enumerate(messages)
-        ],
-    )
-
-
-def _botocore_client(endpoint_url: str) -> Any:
-    import botocore
-    import botocore.session
-    from botocore.config import Config
-
-    # Unsigned, like the SDK by default; the region does not matter to this server.
-    return botocore.session.get_session().create_client(
-        "sqs",
-        region_name=REGION,
-        endpoint_url=endpoint_url,
-        config=Config(
-            signature_version=botocore.UNSIGNED,
-            retries={"total_max_attempts": 1},
-            # A long poll (up to 20 s) must not time out on the client first.
-            read_timeout=_MAX_WAIT_SECONDS + 10,
-        ),
-    )
 
 
 # -- command line ---------------------------------------------------------------------
