@@ -10,11 +10,15 @@ does it import panoply_async and hand over to
 uses. ``PANOPLY_ASYNC_NO_ALIAS=1`` (any value but ``0`` or empty) switches it off.
 """
 
-from __future__ import annotations
-
 import os
 import sys
-from typing import Any
+
+# No typing import at run time: it alone would cost every interpreter start ~10 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
 
 __all__ = ["DISABLE_VARIABLE", "register"]
 
@@ -29,7 +33,12 @@ class _LastResortFinder:
     defers_to_panoply_alias = True
 
     @classmethod
-    def find_spec(cls, fullname: str, path: Any = None, target: Any = None) -> Any:
+    def find_spec(
+        cls,
+        fullname: str,
+        path: "Sequence[str] | None" = None,
+        target: "ModuleType | None" = None,
+    ) -> "ModuleSpec | None":
         if fullname != _ALIAS:
             return None
         from panoply_async.connectors._panoply_alias import install
@@ -39,7 +48,9 @@ class _LastResortFinder:
         # install() put the alias finder first; let it answer this import too.
         for finder in list(sys.meta_path):
             find = getattr(finder, "find_spec", None)
-            spec = find(fullname, path, target) if find and finder is not cls else None
+            spec: ModuleSpec | None = (
+                find(fullname, path, target) if find and finder is not cls else None
+            )
             if spec is not None:
                 return spec
         return None
