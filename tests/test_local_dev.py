@@ -20,8 +20,14 @@ from typing import IO
 import pytest
 from click.testing import CliRunner
 
+from panoply_async import parse_credentials
 from panoply_async.cli import cli
-from panoply_async.local import DEFAULT_PORT, LocalSQS, export_lines, make_credentials
+from panoply_async.local import (
+    DEFAULT_PORT,
+    export_lines,
+    local_credentials,
+    make_credentials,
+)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 STARTUP_SECONDS = 60
@@ -100,6 +106,7 @@ def test_an_app_started_with_the_printed_lines_delivers(
 ) -> None:
     endpoint, variables = printed_environment(server_process)
     assert set(variables) == {"PANOPLY_ENDPOINT_URL", "PANOPLY_APIKEY", "PANOPLY_APISECRET"}
+    assert (variables["PANOPLY_APIKEY"], variables["PANOPLY_APISECRET"]) == local_credentials()
     assert variables["PANOPLY_ENDPOINT_URL"] == endpoint
     # Exactly that environment (plus where to find the package): nothing else leaks in.
     environment = {**variables, "PYTHONPATH": SRC}
@@ -159,6 +166,11 @@ def test_tail_local_makes_credentials_and_prints_their_exports() -> None:
     exports = [line for line in result.output.splitlines() if line.startswith("export ")]
     variables = dict(shlex.split(line)[1].split("=", 1) for line in exports)
     assert set(variables) == {"PANOPLY_ENDPOINT_URL", "PANOPLY_APIKEY", "PANOPLY_APISECRET"}
-    # They are working credentials: a server accepts them.
-    with LocalSQS() as server:
-        server.create_queue(variables["PANOPLY_APIKEY"], variables["PANOPLY_APISECRET"])
+    # Those of `panoply-async local`: one set of development credentials everywhere.
+    assert (variables["PANOPLY_APIKEY"], variables["PANOPLY_APISECRET"]) == local_credentials()
+
+
+def test_the_development_credentials_are_valid_and_stable() -> None:
+    first = local_credentials()
+    assert first == local_credentials()
+    assert parse_credentials(*first).queue_name == "sdk-local-localdev"

@@ -60,7 +60,8 @@ from ._local.server import (
 from ._wire.credentials import parse_credentials
 
 __all__ = [
-    "DEFAULT_PORT", "LocalSQS", "ReceivedMessage", "export_lines", "main", "make_credentials",
+    "DEFAULT_PORT", "LocalSQS", "ReceivedMessage", "export_lines", "local_credentials", "main",
+    "make_credentials",
 ]
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -85,6 +86,17 @@ def make_credentials(
     # Refuse to hand out credentials the SDK itself would refuse (bad account or region).
     parse_credentials(apikey, apisecret)
     return apikey, apisecret
+
+
+def local_credentials() -> tuple[str, str]:
+    """The development credentials ``panoply-async local`` and ``tail --local`` print.
+
+    Fixed, unlike :func:`make_credentials`, so that the ``export`` lines stay valid
+    across restarts of the server (they may live in a ``.env`` file). They name
+    a made-up AWS account and reach a queue only on a local server.
+    """
+    secret = b64encode(b"localdev/00000000-0000-4000-8000-000000000000/000000000000/us-east-1")
+    return "local/development", secret.decode()
 
 
 def _random_token(length: int) -> str:
@@ -332,9 +344,9 @@ def _parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
         prog=prog,
         description=(
             "Serve a local SQS (moto) on 127.0.0.1 for development, with a queue and "
-            "fresh local credentials for it. Prints 'endpoint=URL', then the 'export' "
-            "lines an app needs (valid shell, all of it), then serves until SIGTERM, "
-            "SIGINT (Ctrl-C) or end of input on stdin."
+            "local credentials for it (the same on every start). Prints 'endpoint=URL', "
+            "then the 'export' lines an app needs (valid shell, all of it), then serves "
+            "until SIGTERM, SIGINT (Ctrl-C) or end of input on stdin."
         ),
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
@@ -393,7 +405,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m panoply_async.loc
     try:
         if args.create_queue_for:
             server.create_queue(*args.create_queue_for)
-        apikey, apisecret = make_credentials("local")
+        apikey, apisecret = local_credentials()
         server.create_queue(apikey, apisecret)
         lines = export_lines(server.endpoint_url, apikey, apisecret)
         print(f"endpoint={server.endpoint_url}", *lines, sep="\n", flush=True)

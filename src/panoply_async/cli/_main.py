@@ -382,16 +382,16 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
 
     async def main_task() -> None:
         if local:
-            from ..local import LocalSQS, export_lines, make_credentials
+            from ..local import LocalSQS, export_lines, local_credentials
 
             made = not (apikey or apisecret)
-            key, secret = make_credentials("local") if made else require_credentials(
+            key, secret = local_credentials() if made else require_credentials(
                 apikey, apisecret)
             async with LocalSQS(port=port) as server:
                 url = server.create_queue(key, secret)
                 click.echo(f"endpoint={server.endpoint_url}", err=True)
                 click.echo(f"queue={url}", err=True)
-                # Made here, so an app needs them to write to this queue (and they are not real).
+                # Local ones, made here: an app needs them to write to this queue.
                 for line in export_lines(server.endpoint_url, key, secret) if made else ():
                     click.echo(line, err=True)
                 await tail_queue(url, server.endpoint_url, False, limit, wait)
