@@ -22,6 +22,7 @@ import click
 
 from .._version import __version__
 from ..errors import PanoplyError
+from ._serve import local
 from ._trial_options import trial_options
 
 __all__ = ["cli", "main"]
@@ -416,20 +417,6 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
 
 
 @cli.command()
-@click.option("--port", default=4566, show_default=True, type=click.IntRange(0, 65535),
-              help="Port on 127.0.0.1 to serve on (0: a free one).")
-def local(port: int) -> None:
-    """Serve a local SQS server for development until Ctrl-C or SIGTERM.
-
-    Prints the endpoint and the `export` lines (endpoint and local credentials whose
-    queue exists) that an app using `SDK()` with no arguments needs.
-    """
-    from ..local import main as serve
-
-    sys.exit(serve(["--port", str(port)], prog="panoply-async local"))
-
-
-@cli.command()
 @click.argument("name")
 @click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=".",
               show_default=True, help="Where to create the NAME directory.")
@@ -443,6 +430,9 @@ def init(name: str, directory: Path) -> None:
         fail(str(exc), EXIT_USAGE)
     click.echo(f"created {created}")
     click.echo(f"next: cd {created} && pytest")
+
+
+cli.add_command(local)
 
 
 def main() -> None:
