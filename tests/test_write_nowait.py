@@ -140,3 +140,33 @@ async def test_a_full_write_ahead_log_sheds_too(
         transport.gate.set()
     assert sorted(ids(transport)) == list(range(accepted))
     assert conn.stats.records_shed == 2
+
+
+async def test_the_shed_records_reach_the_metrics(vector_credentials: tuple[str, str]) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from panoply_async.metrics import instrument
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    transport = GatedTransport()
+    conn = gated_sdk(vector_credentials, transport)
+    instrument(conn, meter_provider=provider)
+    try:
+        async with conn:
+            await fill(conn)
+            data = reader.get_metrics_data()
+            transport.gate.set()
+    finally:
+        provider.shutdown()
+    assert data is not None
+    shed = [
+        point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "panoply.sdk.records.shed"
+        for point in metric.data.data_points
+    ]
+    assert shed == [1]
