@@ -15,6 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "panoply_async"
+#: top-level files of the wheel besides the package: the `import panoply` startup hook
+HOOK_FILES = ("_panoply_async_hook.py", "panoply_async_hook.pth")
 
 
 def version() -> str:
@@ -48,7 +50,14 @@ def check_wheel(wheel: Path, expected_version: str) -> list[str]:
         problems.append(f"wheel lacks {sorted(missing)}")
     if "panoply_async/py.typed" not in names:
         problems.append("wheel lacks panoply_async/py.typed (PEP 561 marker)")
-    strays = sorted(n for n in names if not n.startswith(("panoply_async/", dist_info + "/")))
+    # The startup hook that makes `import panoply` work in plain scripts lives beside the package.
+    for hook in HOOK_FILES:
+        if hook not in names:
+            problems.append(f"wheel lacks the startup hook {hook}")
+    strays = sorted(
+        n for n in names
+        if not n.startswith(("panoply_async/", dist_info + "/")) and n not in HOOK_FILES
+    )
     if strays:
         problems.append(f"wheel holds files outside the package: {strays}")
     if metadata["Version"] != expected_version:
@@ -83,6 +92,7 @@ def check_sdist(sdist: Path, expected_version: str) -> list[str]:
         "noxfile.py",
         "tests/data/wire-vectors.json",
         *(f"src/{name}" for name in package_files()),
+        *(f"src/{name}" for name in HOOK_FILES),
     }
     missing = sorted(needed - names)
     problems = [f"sdist lacks {missing}"] if missing else []

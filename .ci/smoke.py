@@ -47,6 +47,13 @@ def main() -> int:
     print(f"smoke: panoply-async {version} from {location.parent}: "
           f"{imported} modules import, {len(names)} names in panoply_async.errors")
 
+    # The wheel's startup hook: a plain script's `import panoply` gives the compat layer.
+    legacy = subprocess.run(
+        [sys.executable, "-I", "-c", "import panoply; print(panoply.__name__)"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    assert legacy.stdout.strip() == "panoply_async.compat", legacy.stdout
+
     script = Path(sys.executable).with_name("panoply-async")
     shown = subprocess.run(
         [str(script), "--version"], capture_output=True, text=True, check=True, timeout=120

@@ -23,3 +23,17 @@ def vectors() -> dict[str, Any]:
 def vector_credentials(vectors: dict[str, Any]) -> tuple[str, str]:
     first = vectors["credentials"][0]
     return first["apikey"], first["apisecret"]
+
+
+# The SDK reads its credentials and endpoint from these when not given (issue 20); a
+# developer's shell that points at a local server must not redirect the suite's SDKs.
+_SDK_ENVIRONMENT = (
+    "PANOPLY_APIKEY", "PANOPLY_APISECRET", "PANOPLY_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL", "PANOPLY_ASYNC_NO_ALIAS",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_sdk_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in _SDK_ENVIRONMENT:
+        monkeypatch.delenv(variable, raising=False)

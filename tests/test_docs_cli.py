@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI_DOC = ROOT / "docs" / "cli.md"
-COMMANDS = ["demo", "replay", "run", "validate", "check", "discover", "tail", "init"]
+COMMANDS = ["demo", "replay", "run", "validate", "check", "discover", "tail", "init", "local"]
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 

@@ -305,7 +305,11 @@ def test_process_serves_until_sigterm() -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert proc.stdout is not None
-        assert proc.stdout.read() == ""  # exactly one line was printed
+        # After the endpoint line, only the export lines (issue 20): nothing else.
+        rest = proc.stdout.read().splitlines()
+        assert [line.split("=", 1)[0] for line in rest] == [
+            "export PANOPLY_ENDPOINT_URL", "export PANOPLY_APIKEY", "export PANOPLY_APISECRET"
+        ]
     finally:
         proc.kill()
         proc.wait()

@@ -48,6 +48,7 @@ from .connectors import (
 from .errors import (
     ERROR_CODES,
     BackgroundTimeoutError,
+    BufferFullError,
     ConfigurationError,
     ConnectorError,
     CredentialsError,
@@ -81,6 +82,7 @@ __all__ = [
     "BackgroundTimeoutError",
     "BasicAuth",
     "BearerAuth",
+    "BufferFullError",
     "Checkpoint",
     "ConfigurationError",
     "ConnectorError",

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 __all__ = [
     "ERROR_CODES",
     "BackgroundTimeoutError",
+    "BufferFullError",
     "ConfigurationError",
     "ConnectorError",
     "CredentialsError",
@@ -101,6 +102,11 @@ class DeliveryError(PanoplyError):
         self.records = records
         self.messages = messages
         self.bodies = bodies
+
+
+class BufferFullError(PanoplyError):
+    """``write_nowait()`` found ``max_buffer_bytes`` buffered: the record was not
+    accepted (and is counted in ``stats.records_shed``); nothing else was dropped."""
 
 
 class ConfigurationError(PanoplyError, ValueError):

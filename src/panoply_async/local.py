@@ -30,9 +30,9 @@ and makes all servers share one namespace.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import secrets
+import shlex
 import signal
 import stat
 import string
@@ -44,13 +44,13 @@ from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from ._local.client import botocore_client, delete_messages, poll_seconds
 from ._local.server import (
-    REGION,
     Connections,
     allocate_account,
     make_server,
@@ -59,18 +59,15 @@ from ._local.server import (
 )
 from ._wire.credentials import parse_credentials
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["LocalSQS", "ReceivedMessage", "main", "make_credentials"]
+__all__ = [
+    "DEFAULT_PORT", "LocalSQS", "ReceivedMessage", "export_lines", "local_credentials", "main",
+    "make_credentials",
+]
 
 _ALPHABET = string.ascii_letters + string.digits
-#: SQS caps a single long poll at 20 seconds.
-_MAX_WAIT_SECONDS = 20
 #: Long enough that a message being received is not redelivered before it is deleted.
 _RECEIVE_VISIBILITY_SECONDS = 60
 _SHUTDOWN_POLL_SECONDS = 0.05
-
 
 
 def make_credentials(
@@ -89,6 +86,17 @@ def make_credentials(
     # Refuse to hand out credentials the SDK itself would refuse (bad account or region).
     parse_credentials(apikey, apisecret)
     return apikey, apisecret
+
+
+def local_credentials() -> tuple[str, str]:
+    """The development credentials ``panoply-async local`` and ``tail --local`` print.
+
+    Fixed, unlike :func:`make_credentials`, so that the ``export`` lines stay valid
+    across restarts of the server (they may live in a ``.env`` file). They name
+    a made-up AWS account and reach a queue only on a local server.
+    """
+    secret = b64encode(b"localdev/00000000-0000-4000-8000-000000000000/000000000000/us-east-1")
+    return "local/development", secret.decode()
 
 
 def _random_token(length: int) -> str:
@@ -127,7 +135,6 @@ def _message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int
         elif "BinaryValue" in value:
             size += len(value["BinaryValue"])
     return size
-
 
 
 # -- the server -----------------------------------------------------------------------
@@ -249,7 +256,7 @@ class LocalSQS:
         with self._lock:
             running = self._require_running()
             if running.client is None:
-                running.client = _botocore_client(running.endpoint_url)
+                running.client = botocore_client(running.endpoint_url)
             return running.client
 
     def queue_url(self, apikey: str | bytes, apisecret: str | bytes) -> str:
@@ -281,7 +288,7 @@ class LocalSQS:
         while max_messages is None or len(received) < max_messages:
             want_more = max_messages is not None or not received
             remaining = deadline - time.monotonic()
-            wait = _poll_seconds(remaining) if want_more else 0
+            wait = poll_seconds(remaining) if want_more else 0
             batch = 10 if max_messages is None else min(10, max_messages - len(received))
             messages = client.receive_message(
                 QueueUrl=queue_url,
@@ -292,7 +299,7 @@ class LocalSQS:
             ).get("Messages", [])
             if messages:
                 received.extend(_received_message(message) for message in messages)
-                _delete(client, queue_url, messages)
+                delete_messages(client, queue_url, messages)
             elif not want_more or deadline <= time.monotonic():
                 break
         return received
@@ -315,54 +322,35 @@ class LocalSQS:
         return int(response["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def _poll_seconds(remaining: float) -> int:
-    """``WaitTimeSeconds`` for a long poll of at most ``remaining`` seconds (whole seconds)."""
-    if remaining <= 0:
-        return 0
-    return min(_MAX_WAIT_SECONDS, max(1, math.ceil(remaining)))
-
-
-def _delete(client: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:
-    client.delete_message_batch(
-        QueueUrl=queue_url,
-        Entries=[
-            {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
-            for index, message in enumerate(messages)
-        ],
-    )
-
-
-def _botocore_client(endpoint_url: str) -> Any:
-    import botocore
-    import botocore.session
-    from botocore.config import Config
-
-    # Unsigned, like the SDK by default; the region does not matter to this server.
-    return botocore.session.get_session().create_client(
-        "sqs",
-        region_name=REGION,
-        endpoint_url=endpoint_url,
-        config=Config(
-            signature_version=botocore.UNSIGNED,
-            retries={"total_max_attempts": 1},
-            # A long poll (up to 20 s) must not time out on the client first.
-            read_timeout=_MAX_WAIT_SECONDS + 10,
-        ),
-    )
-
-
 # -- command line ---------------------------------------------------------------------
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+#: The port ``python -m panoply_async.local`` and ``panoply-async local`` listen on:
+#: fixed, so that an app's environment stays valid across restarts of the server.
+DEFAULT_PORT = 4566
+
+
+def export_lines(endpoint_url: str, apikey: str, apisecret: str) -> list[str]:
+    """The shell lines that point an app (``SDK()`` with no arguments) at a server."""
+    return [
+        f"export PANOPLY_ENDPOINT_URL={shlex.quote(endpoint_url)}",
+        f"export PANOPLY_APIKEY={shlex.quote(apikey)}",
+        f"export PANOPLY_APISECRET={shlex.quote(apisecret)}",
+    ]
+
+
+def _parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m panoply_async.local",
+        prog=prog,
         description=(
-            "Serve a local SQS (moto) on 127.0.0.1. Prints one line 'endpoint=URL', "
-            "then serves until SIGTERM, SIGINT or end of input on stdin."
+            "Serve a local SQS (moto) on 127.0.0.1 for development, with a queue and "
+            "local credentials for it (the same on every start). Prints 'endpoint=URL', "
+            "then the 'export' lines an app needs (valid shell, all of it), then serves "
+            "until SIGTERM, SIGINT (Ctrl-C) or end of input on stdin."
         ),
     )
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port to listen on (default {DEFAULT_PORT}; 0: a free one)")
     parser.add_argument(
         "--create-queue-for",
         nargs=2,
@@ -397,20 +385,36 @@ def _set_on_stdin_eof(stop: threading.Event) -> None:
     threading.Thread(target=watch, name="panoply-local-stdin", daemon=True).start()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve a LocalSQS until SIGTERM, SIGINT or stdin EOF; first print ``endpoint=URL``."""
-    args = _parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m panoply_async.local") -> int:
+    """Serve a LocalSQS until SIGTERM, SIGINT or stdin EOF; first print ``endpoint=URL``
+    and the ``export`` lines of the endpoint and of credentials whose queue exists."""
+    args = _parse_args(argv, prog)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     if _stdin_can_signal_eof():
         # A parent that dies or closes our stdin takes the server with it: no orphans.
         _set_on_stdin_eof(stop)
-    with LocalSQS(port=args.port) as server:
+    server = LocalSQS(port=args.port)
+    try:
+        server.start()
+    except (OSError, SystemExit):  # werkzeug exits on a busy port, after saying so
+        print(f"error: cannot listen on 127.0.0.1:{args.port}; choose another port with "
+              "--port", file=sys.stderr)
+        return 2
+    try:
         if args.create_queue_for:
             server.create_queue(*args.create_queue_for)
-        print(f"endpoint={server.endpoint_url}", flush=True)
+        apikey, apisecret = local_credentials()
+        server.create_queue(apikey, apisecret)
+        lines = export_lines(server.endpoint_url, apikey, apisecret)
+        print(f"endpoint={server.endpoint_url}", *lines, sep="\n", flush=True)
+        if sys.stderr.isatty():  # for a person; programs read the lines above
+            print("serving; run the export lines above in the app's shell; Ctrl-C stops",
+                  file=sys.stderr, flush=True)
         stop.wait()
+    finally:
+        server.stop()
     return 0
 
 

@@ -31,7 +31,7 @@ from .._wire.batch import encode_batch, encode_each
 from .._wire.encoding import NONCHARACTER_LEAD, TABLE_KEY, Encoder
 from .._wire.encoding import default as _default
 from .._wire.packing import Packer
-from ..errors import RecordError
+from ..errors import BufferFullError, RecordError
 from .stats import Stats
 from .transport import Message
 
@@ -237,10 +237,31 @@ class WriteBuffer:
             self._stats.records_rejected += 1
             raise
 
+    def write_nowait(self, table: str, data: Mapping[str, Any]) -> None:
+        """Accept one record as :meth:`write` does, or raise :class:`BufferFullError`
+        at once, counted in ``stats.records_shed``, when it does not fit now."""
+        if not self.accepting:
+            raise self._not_open("write_nowait")
+        line = self._encode(table, data)
+        size, packer = len(line), self._packer
+        log_full = packer.room < 0 and not packer.records
+        if log_full or self.buffered + size > self._max_buffer:
+            self._stats.records_shed += 1
+            where = "write-ahead log" if log_full else f"buffer ({self.buffered:,} bytes)"
+            raise BufferFullError(
+                f"write_nowait(): the {where} is full; the record was not accepted"
+            )
+        if packer.closes(size) and packer.size + size > packer.body_limit:
+            self.close_open_message("full")
+        self._append_line(line)
+
     async def _accept(self, line: bytes) -> None:
         """Buffer a whole line from the general encoder, waiting for room if needed."""
+        await self._reserve(len(line))
+        self._append_line(line)
+
+    def _append_line(self, line: bytes) -> None:
         size = len(line)
-        await self._reserve(size)
         stats = self._stats
         finished = self._packer.add(line)
         self.buffered += size

@@ -24,7 +24,7 @@ import anyio
 
 from .._durable.spool import SpoolFile
 from .._version import __version__
-from .._wire.credentials import Credentials, parse_credentials
+from .._wire.credentials import Credentials, resolve_credentials
 from .._wire.packing import attributes_size
 from ..errors import ConfigurationError
 from .buffer import WriteBuffer
@@ -45,13 +45,7 @@ if TYPE_CHECKING:
     from .source import Source
 
 __all__ = [
-    "MAX_BATCH_ENTRIES",
-    "SDK",
-    "SDK_NAME",
-    "Checkpoint",
-    "ReplayResult",
-    "SDKConfig",
-    "Stats",
+    "MAX_BATCH_ENTRIES", "SDK", "SDK_NAME", "Checkpoint", "ReplayResult", "SDKConfig", "Stats",
 ]
 
 logger = logging.getLogger("panoply_async")
@@ -74,13 +68,14 @@ class SDK:
 
     Parameters are described in docs/sdk.md; all but the credentials are
     keyword-only and validated here, raising ``ValueError`` subclasses
-    (:class:`CredentialsError`, :class:`ConfigurationError`).
+    (:class:`CredentialsError`, :class:`ConfigurationError`). Credentials and
+    endpoint not given come from the environment (``PANOPLY_APIKEY``...).
     """
 
     def __init__(
         self,
-        apikey: str | bytes,
-        apisecret: str | bytes,
+        apikey: str | bytes | None = None,
+        apisecret: str | bytes | None = None,
         *,
         endpoint_url: str | None = None,
         flush_interval: float = 2.0,
@@ -100,7 +95,8 @@ class SDK:
         wal_dir: str | os.PathLike[str] | None = None,
         max_wal_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        self._credentials: Credentials = parse_credentials(apikey, apisecret)
+        credentials, endpoint_url = resolve_credentials(apikey, apisecret, endpoint_url, os.environ)
+        self._credentials: Credentials = credentials
         self._config = SDKConfig(
             endpoint_url=endpoint_url,
             flush_interval=flush_interval,
@@ -293,8 +289,7 @@ class SDK:
         if error is not None:
             raise error
 
-    # ``write`` and ``write_many`` live in the write path (``_buffer.py``); these
-    # definitions carry the documentation and serve calls through the class.
+    # The writes live in the write path (``buffer``); these carry the documentation.
 
     async def write(self, table: str, data: Mapping[str, Any]) -> None:
         """Accept one record for ``table``.
@@ -316,6 +311,11 @@ class SDK:
         ``shutdown_timeout`` meanwhile, ``RuntimeError`` says how many were.
         """
         return await self._buffer.write_many(table, records)
+
+    def write_nowait(self, table: str, data: Mapping[str, Any]) -> None:
+        """:meth:`write` without waiting: when ``max_buffer_bytes`` are buffered, raise
+        :class:`BufferFullError` at once (counted in ``stats.records_shed``)."""
+        self._buffer.write_nowait(table, data)
 
     async def flush(self) -> None:
         """Send everything written so far and return once each message was

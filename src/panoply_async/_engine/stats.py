@@ -27,6 +27,7 @@ class Stats:
         "records_recovered",
         "records_rejected",
         "records_replayed",
+        "records_shed",
         "records_spooled",
         "requests",
         "requests_in_flight",
@@ -43,6 +44,8 @@ class Stats:
         #: accepted records still in the open message, queued or in flight
         self.records_pending = 0
         self.records_rejected = 0
+        #: records ``write_nowait()`` refused because the buffer was full (not accepted)
+        self.records_shed = 0
         self.records_replayed = 0
         #: records a previous process left in the write-ahead log, sent again
         self.records_recovered = 0

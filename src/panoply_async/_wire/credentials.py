@@ -1,4 +1,5 @@
-"""Panoply api key and secret -> account, region and SQS queue (DESIGN §1).
+"""Panoply api key and secret -> account, region and SQS queue (DESIGN §1), given or
+from the environment (read from a mapping the caller passes).
 
 Pure: no I/O. Error messages describe which part is wrong without quoting any
 part of the secret, because the secret's parts are themselves sensitive.
@@ -9,11 +10,19 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..errors import CredentialsError
+from ..errors import ConfigurationError, CredentialsError
 
-__all__ = ["Credentials", "parse_credentials"]
+__all__ = [
+    "APIKEY_VARIABLE",
+    "APISECRET_VARIABLE",
+    "ENDPOINT_VARIABLES",
+    "Credentials",
+    "parse_credentials",
+    "resolve_credentials",
+]
 
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _AWS_ACCOUNT = re.compile(r"^\d{12}$")
@@ -114,3 +123,67 @@ def parse_credentials(apikey: str | bytes, apisecret: str | bytes) -> Credential
         aws_account=aws_account,
         queue_name=queue_name,
     )
+
+
+# -- from the environment ----------------------------------------------------------------
+
+APIKEY_VARIABLE = "PANOPLY_APIKEY"
+APISECRET_VARIABLE = "PANOPLY_APISECRET"
+#: Where the endpoint comes from when none is given, first set (and non-empty) wins:
+#: ours, then AWS's standard variables for the SQS endpoint and for every service.
+ENDPOINT_VARIABLES = ("PANOPLY_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
+#: botocore's switch to ignore the ``AWS_ENDPOINT_URL*`` variables; honoured likewise.
+_IGNORE_AWS_ENDPOINTS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
+
+
+def resolve_credentials(
+    apikey: str | bytes | None,
+    apisecret: str | bytes | None,
+    endpoint_url: str | None,
+    environ: Mapping[str, str],
+) -> tuple[Credentials, str | None]:
+    """Credentials and endpoint from the arguments, else from ``environ``.
+
+    Each argument given (not ``None``) wins over its variable. A missing
+    credential raises :class:`CredentialsError` naming the variables to set; a
+    malformed endpoint variable raises :class:`ConfigurationError` naming it.
+    Neither quotes a value (the secret, or a URL that may carry a password).
+    """
+    missing: list[tuple[str, str]] = []
+    read: list[tuple[str, str]] = []
+    if apikey is None:
+        apikey = environ.get(APIKEY_VARIABLE) or None
+        (read if apikey is not None else missing).append(("api key", APIKEY_VARIABLE))
+    if apisecret is None:
+        apisecret = environ.get(APISECRET_VARIABLE) or None
+        (read if apisecret is not None else missing).append(("api secret", APISECRET_VARIABLE))
+    if apikey is None or apisecret is None:
+        what = " and ".join(name for name, _ in missing)
+        variables = " and ".join(variable for _, variable in missing)
+        raise CredentialsError(
+            f"no {what}: pass {'them' if len(missing) > 1 else 'it'} to the constructor "
+            f"or set {variables} in the environment"
+        )
+    try:
+        credentials = parse_credentials(apikey, apisecret)
+    except CredentialsError as exc:
+        if not read:
+            raise
+        # Say where a bad value came from: the code shows none, the environment is elsewhere.
+        variables = " and ".join(variable for _, variable in read)
+        raise CredentialsError(f"{exc} (read from {variables})") from None
+    return credentials, endpoint_url if endpoint_url is not None else _endpoint(environ)
+
+
+def _endpoint(environ: Mapping[str, str]) -> str | None:
+    ignore_aws = environ.get(_IGNORE_AWS_ENDPOINTS, "").strip().lower() == "true"
+    for variable in ENDPOINT_VARIABLES:
+        if ignore_aws and variable.startswith("AWS_"):
+            continue
+        value = environ.get(variable, "").strip()
+        if not value:
+            continue
+        if not value.startswith(("http://", "https://")):
+            raise ConfigurationError(f"{variable} must be an http:// or https:// URL")
+        return value
+    return None

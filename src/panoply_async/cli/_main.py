@@ -31,6 +31,7 @@ from ._args import (
     load_module,
 )
 from ._catalog import check, discover
+from ._serve import local
 from ._trial_options import trial_options
 
 __all__ = ["cli", "main"]
@@ -330,7 +331,7 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
 
     Messages are deleted from the queue once printed.
     """
-    from .._wire.credentials import parse_credentials
+    from .._wire.credentials import resolve_credentials
     from ._tail import tail_queue
 
     if local and queue_url:
@@ -338,20 +339,25 @@ def tail(local: bool, queue_url: str | None, endpoint_url: str | None, limit: in
 
     async def main_task() -> None:
         if local:
-            from ..local import LocalSQS
+            from ..local import LocalSQS, export_lines, local_credentials
 
-            key, secret = require_credentials(apikey, apisecret)
+            made = not (apikey or apisecret)
+            key, secret = local_credentials() if made else require_credentials(
+                apikey, apisecret)
             async with LocalSQS(port=port) as server:
                 url = server.create_queue(key, secret)
                 click.echo(f"endpoint={server.endpoint_url}", err=True)
                 click.echo(f"queue={url}", err=True)
+                # Local ones, made here: an app needs them to write to this queue.
+                for line in export_lines(server.endpoint_url, key, secret) if made else ():
+                    click.echo(line, err=True)
                 await tail_queue(url, server.endpoint_url, False, limit, wait)
         elif queue_url:
             await tail_queue(queue_url, endpoint_url, True, limit, wait)
         else:
             key, secret = require_credentials(apikey, apisecret)
-            url = parse_credentials(key, secret).queue_url(endpoint_url)
-            await tail_queue(url, endpoint_url, False, limit, wait)
+            credentials, endpoint = resolve_credentials(key, secret, endpoint_url, os.environ)
+            await tail_queue(credentials.queue_url(endpoint), endpoint, False, limit, wait)
 
     from ._interrupt import Interrupt, run_interruptible
 
@@ -384,6 +390,7 @@ def init(name: str, directory: Path) -> None:
 
 cli.add_command(check)
 cli.add_command(discover)
+cli.add_command(local)
 
 
 def main() -> None:

@@ -75,7 +75,8 @@ _LOCK = threading.Lock()
 def _real_spec() -> importlib.machinery.ModuleSpec | None:
     """What the other finders make of ``panoply``; ``None`` when there is none."""
     for finder in list(sys.meta_path):
-        if finder is _FINDER:
+        # The startup hook (src/_panoply_async_hook.py) answers by installing this alias.
+        if finder is _FINDER or getattr(finder, "defers_to_panoply_alias", False):
             continue
         find = getattr(finder, "find_spec", None)
         if find is None:

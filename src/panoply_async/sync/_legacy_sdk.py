@@ -9,12 +9,13 @@ unlike the legacy SDK, which dropped up to two seconds of records.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
 from .._engine.events import Handler
-from .._wire.credentials import parse_credentials
+from .._wire.credentials import resolve_credentials
 from ..errors import PanoplyError
 from ._sdk import SyncSDK
 
@@ -37,6 +38,10 @@ def _error_argument(data: Any) -> Any:
 class SDK:
     """``SDK(apikey, apisecret, **options)``: the legacy Panoply SDK's interface.
 
+    Credentials and endpoint not given come from the environment, as for
+    :class:`panoply_async.SDK` (``PANOPLY_APIKEY``, ``PANOPLY_APISECRET``,
+    ``PANOPLY_ENDPOINT_URL``).
+
     ``qurl`` is the queue URL, ``write(table, data)`` accepts a record (it
     blocks only while the buffer is full), ``on(name, fn)`` registers a handler
     for ``send``, ``flush``, ``error`` or ``*`` (``error`` handlers receive the
@@ -46,10 +51,17 @@ class SDK:
 
     logger: Any = None  # the legacy attribute, kept for code that sets it
 
-    def __init__(self, apikey: str | bytes, apisecret: str | bytes, **options: Any) -> None:
-        self._conn = SyncSDK(apikey, apisecret, **options)
-        self._apisecret = apisecret
-        credentials = parse_credentials(apikey, apisecret)
+    def __init__(
+        self, apikey: str | bytes | None = None, apisecret: str | bytes | None = None,
+        **options: Any,
+    ) -> None:
+        credentials, endpoint_url = resolve_credentials(
+            apikey, apisecret, options.pop("endpoint_url", None), os.environ
+        )
+        self._conn = SyncSDK(
+            credentials.apikey, credentials.apisecret, endpoint_url=endpoint_url, **options
+        )
+        self._apisecret = credentials.apisecret if apisecret is None else apisecret
         self.apikey = credentials.apikey
         self.account = credentials.account
         self.qurl = self._conn.queue_url

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from .._engine.events import Handler
 from .._engine.sdk import SDK, SDK_NAME, Stats
-from .._wire.credentials import parse_credentials
+from .._wire.credentials import resolve_credentials
 from .._wire.encoding import TABLE_KEY, Encoder
 from .._wire.packing import attributes_size
 from ..errors import RecordError
@@ -56,13 +57,19 @@ class SyncSDK:
     interpreter exit.
     """
 
-    def __init__(self, apikey: str | bytes, apisecret: str | bytes, **options: Any) -> None:
-        self._apikey = apikey
-        self._apisecret = apisecret
-        self._options = options
+    def __init__(
+        self, apikey: str | bytes | None = None, apisecret: str | bytes | None = None,
+        **options: Any,
+    ) -> None:
+        # Resolved once, here: every SDK this object makes (after a fork too) gets the same.
+        credentials, endpoint_url = resolve_credentials(
+            apikey, apisecret, options.get("endpoint_url"), os.environ
+        )
+        self._apikey = credentials.apikey
+        self._apisecret = credentials.apisecret
+        self._options = {**options, "endpoint_url": endpoint_url}
         self._handlers: list[tuple[str, Handler]] = []
-        sdk = self._new_sdk()  # raises on bad credentials or options
-        credentials = parse_credentials(apikey, apisecret)
+        sdk = self._new_sdk()  # raises on bad options
         attributes = {"key": credentials.apikey, "secret": credentials.apisecret, "sdk": SDK_NAME}
         self._shutdown_timeout = sdk.config.shutdown_timeout
         self._encoder = Encoder(sdk.config.max_message_bytes - attributes_size(attributes))
