@@ -147,7 +147,7 @@ def test_the_package_root_holds_only_the_public_face() -> None:
 def test_every_exception_is_defined_in_errors() -> None:
     elsewhere = []
     for module, path in MODULES.items():
-        if module == "panoply_async.errors" or module.startswith("panoply_async.compat"):
+        if module.startswith(("panoply_async.errors._exceptions", "panoply_async.compat")):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef) and (
@@ -158,7 +158,22 @@ def test_every_exception_is_defined_in_errors() -> None:
 
 
 def test_errors_imports_nothing_of_the_package() -> None:
-    assert [t for t, _ in _imports("panoply_async.errors")] == []
+    errors = [m for m in MODULES if m.split(".")[:2] == ["panoply_async", "errors"]]
+    assert len(errors) == 3
+    outside = [
+        t for m in errors for t, _ in _imports(m) if t.split(".")[:2] != ["panoply_async", "errors"]
+    ]
+    assert outside == []
+
+
+def test_every_exception_presents_itself_as_panoply_async_errors() -> None:
+    import panoply_async.errors as errors
+
+    classes = [
+        v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, BaseException)
+    ]
+    assert len(classes) >= 28
+    assert {c.__module__ for c in classes} == {"panoply_async.errors"}
 
 
 def test_no_module_imports_another_modules_private_name() -> None:
@@ -169,6 +184,21 @@ def test_no_module_imports_another_modules_private_name() -> None:
         if name.startswith("_") and not name.startswith("__") and target != module
     ]
     assert private == []
+
+
+def test_no_private_attribute_is_read_except_on_self_or_cls() -> None:
+    # What a neighbour needs is a public method of it, not its internals.
+    reached = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                reached.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
+    assert reached == []
 
 
 def test_no_module_over_the_size_limit() -> None:

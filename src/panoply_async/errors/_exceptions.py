@@ -1,59 +1,13 @@
-"""Every exception of the package (one root, :class:`PanoplyError`), and the legacy
-SDK's error normalisation made async-aware.
+"""Every exception class of the package, under one root: :class:`PanoplyError`.
 
-``PanoplyException(message, retryable=True)`` is what a connector raises to say
-whether :meth:`SDK.ingest` (or the platform) should try again. ``wrap_errors(phase)``
-turns any exception of a connector function into a :class:`DataSourceException`
-carrying a code from :data:`ERROR_CODES` (see ``set_internal_code``).
-docs/reference.md draws the tree.
+Import them from :mod:`panoply_async.errors`, whose docstring draws the tree.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import enum
-import functools
-import inspect
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-__all__ = [
-    "ERROR_CODES",
-    "BackgroundTimeoutError",
-    "BufferFullError",
-    "ConfigurationError",
-    "ConnectorError",
-    "CredentialsError",
-    "DataSourceException",
-    "DecodeError",
-    "DeliveryError",
-    "HTTPAuthError",
-    "HTTPError",
-    "IncorrectParamError",
-    "MetadataNotSupportedException",
-    "PanoplyError",
-    "PanoplyException",
-    "Phase",
-    "RecordError",
-    "RecordTooLargeError",
-    "RecordTypeError",
-    "SSHTunnelConfigError",
-    "SSHTunnelError",
-    "ScaffoldError",
-    "SendError",
-    "StateFileError",
-    "StreamError",
-    "TokenValidationException",
-    "WALError",
-    "WALLockedError",
-    "WALRecoveryError",
-    "WrongTypeOrValueError",
-    "code_for",
-    "normalise",
-    "set_internal_code",
-    "wrap_errors",
-]
 
 class PanoplyError(Exception):
     """Base class of every error raised by panoply-async."""
@@ -115,30 +69,6 @@ class ConfigurationError(PanoplyError, ValueError):
 
 class DecodeError(PanoplyError, ValueError):
     """A message body is not a sequence of JSON objects, one per line."""
-
-
-#: The legacy platform's error codes, by code.
-ERROR_CODES: dict[int, str] = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Permissions error",
-    404: "Resource is not found",
-    408: "Timeout",
-    422: "Parsing error",
-    429: "Rate limit",
-    500: "Internal exception",
-    501: "Unclassified error",
-    506: "SDK error in processing an error",
-}
-#: code of an exception whose class has no registered code
-UNCLASSIFIED = 501
-#: code of an exception whose class was registered with a code not in ERROR_CODES
-BAD_CODE = 506
-
-EXCEPTIONS_REGISTRY: dict[type[BaseException], int] = {}
-
-E = TypeVar("E", bound=type[BaseException])
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class PanoplyException(PanoplyError):
@@ -340,125 +270,3 @@ class SSHTunnelConfigError(IncorrectParamError):
 class SSHTunnelError(PanoplyError):
     """The tunnel could not be opened: SSH server unreachable, login refused, host key
     not trusted, time-out. Raised when entering the ``async with`` block."""
-
-
-class Phase(str, enum.Enum):
-    """Where a connector error happened: while configuring or while collecting."""
-
-    COLLECT = "collect"
-    CONFIG = "config"
-
-
-def set_internal_code(code: int) -> Callable[[E], E]:
-    """Class decorator: exceptions of the decorated class normalise to ``code``.
-
-    ``code`` should be a key of :data:`ERROR_CODES`; an unknown code
-    normalises to 506 ("SDK error in processing an error"), as in the legacy
-    SDK. Subclasses inherit the code unless they register their own.
-    """
-
-    def register(exception_cls: E) -> E:
-        if not (isinstance(exception_cls, type) and issubclass(exception_cls, BaseException)):
-            raise TypeError("set_internal_code() decorates exception classes only")
-        EXCEPTIONS_REGISTRY[exception_cls] = code
-        return exception_cls
-
-    return register
-
-
-def code_for(exc: BaseException) -> int:
-    """The code ``exc`` normalises to: its class's registered code, else that of
-    its nearest registered base class, else 501."""
-    for cls in type(exc).__mro__:
-        if cls in EXCEPTIONS_REGISTRY:
-            code = EXCEPTIONS_REGISTRY[cls]
-            return code if code in ERROR_CODES else BAD_CODE
-    return UNCLASSIFIED
-
-
-def _source_of(args: tuple[Any, ...]) -> Mapping[str, Any]:
-    # As in the legacy SDK: the source is the ``source`` of the DataSource the
-    # method is bound to, or the first argument itself for functions taking
-    # ``(source, options)`` (dynamic parameters).
-    if not args:
-        return {}
-    first = args[0]
-    source = getattr(first, "source", first)
-    return source if isinstance(source, Mapping) else {}
-
-
-def normalise(
-    exc: Exception, phase: Phase | str, args: tuple[Any, ...] = ()
-) -> DataSourceException:
-    """``exc`` as a :class:`DataSourceException` for ``phase``.
-
-    A :class:`DataSourceException` is returned as it is, with its ``phase``
-    set to ``phase``: nested wrappers keep the innermost error and the
-    outermost phase, as the legacy SDK did. ``args`` are the arguments of the
-    failed call, where the source is found.
-    """
-    phase_value = Phase(phase).value
-    if isinstance(exc, DataSourceException):
-        exc.phase = phase_value
-        return exc
-    source = _source_of(args)
-    return DataSourceException(
-        message=str(exc),
-        code=code_for(exc),
-        exception_cls=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        phase=phase_value,
-        source_type=source.get("type"),
-        source_id=source.get("id"),
-        database_id=source.get("database"),
-        retryable=bool(getattr(exc, "retryable", True)),
-    )
-
-
-def wrap_errors(phase: Phase | str) -> Callable[[F], F]:
-    """Decorator normalising every ``Exception`` raised by the decorated function
-    into a :class:`DataSourceException` (see :func:`normalise`).
-
-    Works on plain functions, coroutine functions and async generator
-    functions; the decorated function keeps its kind. The original exception
-    is the new one's ``__cause__``. Cancellation and other ``BaseException``
-    pass through untouched.
-    """
-    checked = Phase(phase)
-
-    def decorate(func: F) -> F:
-        if inspect.isasyncgenfunction(func):
-
-            @functools.wraps(func)
-            async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-                # aclosing: closing the wrapper closes the wrapped generator now,
-                # not whenever the garbage collector gets to it.
-                async with contextlib.aclosing(func(*args, **kwargs)) as items:
-                    try:
-                        async for item in items:
-                            yield item
-                    except Exception as exc:
-                        raise normalise(exc, checked, args) from exc
-
-            return agen_wrapper  # type: ignore[return-value]
-
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    return await func(*args, **kwargs)
-                except Exception as exc:
-                    raise normalise(exc, checked, args) from exc
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return func(*args, **kwargs)
-            except Exception as exc:
-                raise normalise(exc, checked, args) from exc
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
