@@ -16,7 +16,10 @@ type ``application/x-amz-json-1.0``), so the proxy can see which requests are se
   acknowledged is a bug; a resend of one whose answer was lost is at-least-once.
 
 An *unreachable* server is not a fault kind: stop the proxy, or point the client at
-:func:`unused_endpoint_url`, and the client gets connection refused.
+:func:`unused_endpoint_url`, and the client gets connection refused. An *outage* of
+a chosen length is ``proxy.plan = FaultPlan(unavailable=True)`` (every request
+answered 503) until the test sets a healthy plan again; ``FaultPlan(fail_first=N)``
+fails the next N sends that way.
 
 Usage::
 
@@ -91,8 +94,14 @@ class FaultPlan:
     #: forward, then hold the answer back for ``slow_seconds``
     slow: float = 0.0
     slow_seconds: float = 0.2
-    #: fail every send request with a 500 (takes precedence over everything else)
+    #: fail every send request with a 500 (takes precedence over the shares)
     fail_all: bool = False
+    #: an outage: answer every request, sends or not, 503 ``ServiceUnavailable``
+    #: without forwarding (takes precedence over everything else)
+    unavailable: bool = False
+    #: answer the first ``fail_first`` send requests after this plan was set
+    #: 503 ``ServiceUnavailable`` (then the rest of the plan applies)
+    fail_first: int = 0
     #: deterministic mode, used instead of the shares when > 0: every ``every``-th
     #: send request gets the next kind of ``rotation`` (a ``partial`` turn that falls
     #: on a request that cannot be partially failed is owed to the next batch)
@@ -112,6 +121,8 @@ class FaultPlan:
             raise ValueError(f"unknown fault kinds in rotation: {sorted(unknown)}")
         if self.every < 0 or (self.every and not self.rotation):
             raise ValueError("every needs a positive value and a non-empty rotation")
+        if self.fail_first < 0:
+            raise ValueError("fail_first must not be negative")
 
 
 @dataclass
@@ -217,6 +228,10 @@ def limit_violation(
 # -- answers -----------------------------------------------------------------------------
 
 
+def _unavailable() -> web.Response:
+    return sqs_error(503, "ServiceUnavailable", "injected outage", sender_fault=False)
+
+
 def sqs_error(status: int, code: str, message: str, *, sender_fault: bool = True) -> web.Response:
     """An error answer in SQS's JSON-protocol form.
 
@@ -315,6 +330,8 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self._plan = faults or FaultPlan()
+        #: send requests seen since the plan was set (for ``fail_first``)
+        self._plan_sends = 0
         self._stats = ProxyStats()
         self._sends_seen = 0
         self._rotation_turn = 0
@@ -350,6 +367,7 @@ class FaultProxy:
     def plan(self, plan: FaultPlan) -> None:
         with self._lock:
             self._plan = plan
+            self._plan_sends = 0
 
     def snapshot(self) -> ProxyStats:
         """A consistent copy of the counters, safe to keep and compare."""
@@ -472,6 +490,11 @@ class FaultProxy:
         with self._lock:
             self._stats.requests += 1
             self._stats.operations[operation] += 1
+            unavailable = self._plan.unavailable
+            if unavailable:
+                self._stats.faults["unavailable"] += 1
+        if unavailable:
+            return _unavailable()
         if operation not in SEND_OPERATIONS:
             return await self._relay(request, body)
         payload = _parse_object(body)
@@ -493,6 +516,8 @@ class FaultProxy:
                 return sqs_error(400, *violation)
 
         fault, plan, removed = self._choose_fault(operation, entries)
+        if fault == "unavailable":
+            return _unavailable()
         if fault == "http_500":
             return sqs_error(500, "InternalError", "injected fault", sender_fault=False)
         if fault == "throttle":
@@ -536,8 +561,11 @@ class FaultProxy:
         divisible = operation == "SendMessageBatch" and len(entries) >= 2
         with self._lock:
             plan = self._plan
-            if plan.fail_all:
-                fault: str | None = "http_500"
+            self._plan_sends += 1
+            if self._plan_sends <= plan.fail_first:
+                fault: str | None = "unavailable"
+            elif plan.fail_all:
+                fault = "http_500"
             elif plan.every:
                 fault = self._next_in_rotation(plan, divisible)
             else:

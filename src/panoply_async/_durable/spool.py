@@ -71,6 +71,7 @@ class SpoolFile:
         self._account = account
         self._path: Path | None = None
         self._fd: int | None = None
+        self._closed = False
         # give-ups of several senders may append from worker threads at once
         self._lock = threading.Lock()
 
@@ -86,7 +87,7 @@ class SpoolFile:
     def _open(self) -> int:
         if self._fd is not None:
             return self._fd
-        if self._path is not None:
+        if self._closed:
             raise OSError(errno.EBADF, f"spool file {self._path} was closed")
         self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -95,7 +96,8 @@ class SpoolFile:
         # Locked under a name replay does not look at, then renamed: replay can
         # never find this file unlocked while this SDK is open.
         hidden = path.with_name(f".{name}.new")
-        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        # Readable too: hand_over() reads it through this descriptor, under its lock.
+        fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(hidden, path)
@@ -130,9 +132,25 @@ class SpoolFile:
             assert self._path is not None
             return self._path
 
+    def hand_over(self) -> SpoolClaim | None:
+        """The file written so far as a replay claim, still locked (so no other
+        replay takes it), or None if nothing was appended since the last hand-over.
+        Later appends go to a new file. Blocking."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+            if fd is None:
+                return None
+            assert self._path is not None
+            try:
+                return _claim_from(self._path, fd)
+            except BaseException:
+                os.close(fd)
+                raise
+
     def close(self) -> None:
         """Release the file (and its lock) for replay. Idempotent; later appends fail."""
         with self._lock:
+            self._closed = True
             fd, self._fd = self._fd, None
             if fd is not None:
                 os.close(fd)
@@ -262,6 +280,19 @@ class SpoolClaim:
         self._fd, self._known = new, len(kept)
         os.close(fd)
 
+    @property
+    def held(self) -> bool:
+        """False once released, or once a rewrite removed the emptied file."""
+        return self._fd is not None
+
+    def reload(self) -> None:
+        """Read the file again (``entries``, ``invalid``), e.g. after a rewrite."""
+        if self._fd is None:
+            raise RuntimeError(f"{self.path} was already released")
+        data = _read_all(self._fd)
+        self._known = data.rfind(b"\n") + 1
+        self.entries, self.invalid = _parse(data[: self._known])
+
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
@@ -293,17 +324,21 @@ def claim_spool(path: Path) -> SpoolClaim | str:
             os.close(fd)
             continue
         try:
-            data = _read_all(fd)
+            return _claim_from(path, fd)
         except BaseException:
             os.close(fd)
             raise
-        # A last line without its newline is being written by someone who does
-        # not lock, or was cut short by a crash: not read here, so a rewrite
-        # copies it verbatim with whatever follows it.
-        complete = data.rfind(b"\n") + 1
-        entries, invalid = _parse(data[:complete])
-        return SpoolClaim(path, entries, invalid, fd, complete)
     return "in use: it keeps changing"
+
+
+def _claim_from(path: Path, fd: int) -> SpoolClaim:
+    """A claim on ``path`` through ``fd``, which holds its lock."""
+    claim = SpoolClaim(path, [], [], fd, 0)
+    # A last line without its newline is being written by someone who does
+    # not lock, or was cut short by a crash: not read here, so a rewrite
+    # copies it verbatim with whatever follows it.
+    claim.reload()
+    return claim
 
 
 def _read_all(fd: int) -> bytes:

@@ -22,7 +22,12 @@ class SDKConfig:
     max_buffer_bytes: int = 16 * 1024 * 1024
     max_concurrent_sends: int = DEFAULT_CEILING
     adaptive_concurrency: bool = True
-    max_attempts: int = 8
+    #: None: a live message is retried until delivered (no spool) or until
+    #: ``retry_budget`` passed (then it overflows to the spool); a number: given
+    #: up after that many attempts. Replay requests use it too (default 8).
+    max_attempts: int | None = None
+    #: with a spool, seconds a failing message is retried in memory before it
+    #: overflows to disk; also the limit per replay request
     retry_budget: float = 120.0
     backoff_base: float = 0.1
     backoff_max: float = 10.0
@@ -48,10 +53,16 @@ class SDKConfig:
         positive("max_message_bytes", self.max_message_bytes, integer=True)
         positive("max_buffer_bytes", self.max_buffer_bytes, integer=True)
         positive("max_concurrent_sends", self.max_concurrent_sends, integer=True)
-        positive("max_attempts", self.max_attempts, integer=True)
+        if self.max_attempts is not None:
+            positive("max_attempts", self.max_attempts, integer=True)
         positive("retry_budget", self.retry_budget)
         positive("backoff_base", self.backoff_base)
         positive("backoff_max", self.backoff_max)
+        if self.backoff_max < self.backoff_base:
+            raise ConfigurationError(
+                f"backoff_max ({self.backoff_max}) must not be less than "
+                f"backoff_base ({self.backoff_base})"
+            )
         positive("request_timeout", self.request_timeout)
         positive("shutdown_timeout", self.shutdown_timeout)
         positive("max_wal_bytes", self.max_wal_bytes, integer=True)

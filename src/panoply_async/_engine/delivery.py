@@ -8,9 +8,12 @@ adaptive :class:`~._concurrency.ConcurrencyController` sets from what the
 requests' answers say. A sender retries what failed, with exponential backoff
 and full jitter, resending only the failed entries; every retry waits for a
 free place under the limit before it goes out, and no new batch starts while
-a retry waits, so a throttled queue sees fewer requests, not more. What still
-fails is given up on: appended to the spool file (or kept for the
-:class:`DeliveryError` raised on exit) and reported with the ``error`` event.
+a retry waits, so a throttled queue sees fewer requests, not more. A message is
+given up on when SQS refused it, after ``max_attempts`` (if set), or, with a
+spool, after ``retry_budget`` seconds of failing (it overflows to disk, and
+:mod:`.drainback` sends it again once sends succeed); without a spool it is
+retried while the SDK is open. Given up: appended to the spool file (or kept for
+the :class:`DeliveryError` raised on exit) and reported with the ``error`` event.
 
 Every finished message (acknowledged, spooled or failed) advances the
 :class:`Watermark` and is reported through ``on_finished`` (the write buffer's
@@ -40,11 +43,13 @@ from .events import EventEmitter
 from .stats import Stats
 from .transport import Message, Transport
 
-__all__ = ["MAX_BATCH_ENTRIES", "Delivery"]
+__all__ = ["MAX_BATCH_ENTRIES", "REPLAY_ATTEMPTS", "Delivery"]
 
 logger = logging.getLogger("panoply_async")
 
 MAX_BATCH_ENTRIES = 10
+#: attempts per replay request when ``max_attempts`` is not set
+REPLAY_ATTEMPTS = 8
 
 
 class Delivery:
@@ -61,7 +66,7 @@ class Delivery:
         queue_url: str,
         on_finished: Callable[[Sequence[Message], bool], None],
     ) -> None:
-        self._config = config
+        self._config = self.config = config
         self._transport = transport
         self._stats = self.stats = stats
         self._events = self.events = events
@@ -92,6 +97,10 @@ class Delivery:
         self._done = anyio.Event()
         self._scope = anyio.CancelScope(shield=True)
         self._spool_lock = anyio.Lock()
+        self._acked = anyio.Event()
+        #: False after a request failed for a retryable reason, True after an ack:
+        #: whether the queue looks reachable now (the drain-back's signal)
+        self.healthy = True
 
     def concurrency_limit(self) -> int:
         """How many requests may be in flight now (the controller decides)."""
@@ -102,6 +111,10 @@ class Delivery:
         self._unfinished[message.seq] = message
         self._ready.append(message)
         self._wake()
+
+    async def wait_acknowledged(self) -> None:
+        """Wait for the next acknowledgement of any request (live or replay)."""
+        await self._acked.wait()
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -148,8 +161,15 @@ class Delivery:
         return batch
 
     async def _send(self, batch: list[Message], started: float) -> None:
+        config = self._config
+        # With a spool a message that keeps failing overflows to disk after the
+        # budget; without one nothing accepted is dropped while the SDK is open.
+        budget = config.retry_budget if self._spool is not None else None
         try:
-            failed, error = await self.deliver(batch, self._acknowledge, started=started)
+            failed, error = await self.deliver(
+                batch, self._acknowledge, started=started,
+                attempts=config.max_attempts, budget=budget,
+            )
             if failed:
                 await self.give_up(failed, error, "send")
         finally:
@@ -214,6 +234,7 @@ class Delivery:
         stats.records_delivered += records
         stats.messages_sent += len(messages)
         stats.bytes_sent += size
+        self.note_acknowledged()
         self.finish(messages, delivered=True)
         if self._events.has_handlers("flush"):
             now = anyio.current_time()
@@ -231,25 +252,36 @@ class Delivery:
                 },
             )
 
+    def note_acknowledged(self) -> None:
+        """SQS acknowledged something: the queue is reachable; wake the drain-back."""
+        self.healthy = True
+        self._acked.set()
+        self._acked = anyio.Event()
+
     async def deliver(
         self,
         batch: list[Message],
         on_ack: Callable[[Sequence[Message]], None],
         *,
         started: float | None = None,
+        attempts: int | None = REPLAY_ATTEMPTS,
+        budget: float | None = None,
     ) -> tuple[list[Message], BaseException | None]:
         """Send ``batch`` with retries; returns the messages that finally failed and why.
 
-        Each attempt takes a place under the limit (``started``: the first one's
-        was taken at that time) and tells the controller how it went. Only failed
-        entries are resent, so an acknowledged entry is never sent twice by this
-        loop (a lost answer can still cause a duplicate: at-least-once).
+        A retryable failure is retried after a capped, jittered backoff until
+        ``attempts`` attempts were made or the next one would start ``budget``
+        seconds after the first (None: no such limit). Each attempt takes a
+        place under the limit (``started``: the first one's was taken at that
+        time) and tells the controller how it went. Only failed entries are
+        resent, so an acknowledged entry is never sent twice by this loop (a
+        lost answer can still cause a duplicate: at-least-once).
         """
         config = self._config
         pending = batch
         gave_up: list[Message] = []
         error: BaseException | None = None
-        give_up_at = anyio.current_time() + config.retry_budget
+        give_up_at = None if budget is None else anyio.current_time() + budget
         attempt = 0
         while pending:
             attempt += 1
@@ -327,8 +359,11 @@ class Delivery:
                 started = None
             if not retry:
                 break
+            self.healthy = False
             delay = self._backoff(attempt)
-            if attempt >= config.max_attempts or anyio.current_time() + delay > give_up_at:
+            if (attempts is not None and attempt >= attempts) or (
+                give_up_at is not None and anyio.current_time() + delay > give_up_at
+            ):
                 gave_up.extend(retry)
                 break
             self._stats.retries += 1

@@ -15,17 +15,17 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 
 from .._durable.spool import SpoolClaim, claim_spool, spool_files
-from .delivery import MAX_BATCH_ENTRIES, Delivery
+from .delivery import MAX_BATCH_ENTRIES, REPLAY_ATTEMPTS, Delivery
 from .transport import Message
 
-__all__ = ["ReplayResult", "replay_file"]
+__all__ = ["ReplayResult", "replay_claimed", "replay_file"]
 
 logger = logging.getLogger("panoply_async")
 
@@ -57,16 +57,33 @@ async def replay_file(
         return
     result.files.append(path)
     try:
-        await _replay_claimed(claim, result, delivery, attributes_size)
+        await replay_claimed(claim, result, delivery, attributes_size)
     finally:
         claim.release()
 
 
-async def _replay_claimed(
-    claim: SpoolClaim, result: ReplayResult, delivery: Delivery, attributes_size: int
-) -> None:
+async def replay_claimed(
+    claim: SpoolClaim,
+    result: ReplayResult,
+    delivery: Delivery,
+    attributes_size: int,
+    *,
+    on_ack: Callable[[Sequence[Message]], None] | None = None,
+    stop_on_failure: bool = False,
+    rewrite_every: float = 0.0,
+    report: bool = True,
+) -> bool:
+    """Resend the claimed file's entries for delivery's queue; returns True when
+    none failed. ``on_ack`` counts acknowledgements (default: as replayed);
+    ``stop_on_failure`` keeps the rest once a request finally fails (the queue is
+    down: no use trying each). The file is rewritten with what is left at the
+    end, on a failure, and after a request once ``rewrite_every`` seconds passed
+    since the last rewrite (0: after every request). ``report``: fire ``error``
+    for entries that fail again."""
     stats, events, queue_url = delivery.stats, delivery.events, delivery.queue_url
     max_batch_bytes = delivery.max_batch_bytes
+    config = delivery.config
+    attempts = config.max_attempts or REPLAY_ATTEMPTS
     path, entries, invalid = claim.path, claim.entries, claim.invalid
     if invalid:
         logger.warning("%s: %d unreadable lines kept in place", path, len(invalid))
@@ -88,13 +105,23 @@ async def _replay_claimed(
         )
         todo.append((message, entry.raw))
 
-    def acknowledge(messages: Sequence[Message]) -> None:
+    def count_replayed(messages: Sequence[Message]) -> None:
         stats.messages_replayed += len(messages)
         stats.records_replayed += sum(m.records for m in messages)
         stats.bytes_sent += sum(len(m.body) for m in messages)
+
+    count = on_ack or count_replayed
+
+    def acknowledge(messages: Sequence[Message]) -> None:
+        for message in messages:
+            acked.add(message.seq)
+        count(messages)
+        delivery.note_acknowledged()
         result.messages_sent += len(messages)
         result.records_sent += sum(m.records for m in messages)
 
+    clean = True
+    rewritten_at = anyio.current_time()
     while todo:
         batch: list[tuple[Message, bytes]] = [todo.popleft()]
         size = batch[0][0].size
@@ -105,27 +132,45 @@ async def _replay_claimed(
         ):
             size += todo[0][0].size
             batch.append(todo.popleft())
-        raw_by_seq = {m.seq: raw for m, raw in batch}
-        failed, error = await delivery.deliver([m for m, _ in batch], acknowledge)
-        for message in failed:
-            keep.append(raw_by_seq[message.seq])
-            result.messages_left += 1
-            result.records_left += message.records
-        if failed:
-            await events.emit_async(
-                "error",
-                {
-                    "operation": "replay",
-                    "records": sum(m.records for m in failed),
-                    "messages": len(failed),
-                    "spooled": True,
-                    "spool_path": str(path),
-                    "exception": error,
-                },
+        acked: set[int] = set()
+        failed: list[Message] = []
+        interrupted = True
+        try:
+            failed, error = await delivery.deliver(
+                [m for m, _ in batch], acknowledge, attempts=attempts, budget=config.retry_budget
             )
-        remaining = keep + [raw for _, raw in todo]
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(claim.rewrite, remaining)
+            interrupted = False
+        finally:
+            # Also when cancelled: what was acknowledged leaves the file, the rest stays.
+            keep.extend(raw for m, raw in batch if m.seq not in acked)
+            now = anyio.current_time()
+            if interrupted or failed or not todo or now - rewritten_at >= rewrite_every:
+                remaining = keep + [raw for _, raw in todo]
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(claim.rewrite, remaining)
+                rewritten_at = now
+        if failed:
+            clean = False
+            records_failed = sum(m.records for m in failed)
+            result.messages_left += len(failed)
+            result.records_left += records_failed
+            if report:
+                await events.emit_async(
+                    "error",
+                    {
+                        "operation": "replay",
+                        "records": records_failed,
+                        "messages": len(failed),
+                        "spooled": True,
+                        "spool_path": str(path),
+                        "exception": error,
+                    },
+                )
+            if stop_on_failure:
+                result.messages_left += len(todo)
+                result.records_left += sum(m.records for m, _ in todo)
+                break
+    return clean
 
 
 async def replay_path(

@@ -1,13 +1,12 @@
 """The SDK facade: options, the lifetimes of the parts, events and stats.
 
 Data flow (DESIGN §2), one module per stage: ``buffer.py`` (records into
-messages), ``delivery.py`` (to SQS, or the spool), ``replay.py``, ``checkpoint.py``,
-``journal.py`` (the write-ahead log).
+messages), ``delivery.py`` (to SQS, or the spool), ``drainback.py`` (the spool back),
+``replay.py``, ``checkpoint.py``, ``journal.py`` (the write-ahead log).
 
 Every background task lives in one anyio task group owned by the ``SDK`` and
-bounded by its ``async with`` block. Delivery runs inside a shielded cancel
-scope so that cancelling the block still lets the drain finish within
-``shutdown_timeout``; only then is it cancelled.
+bounded by its ``async with`` block. Delivery runs inside a shielded cancel scope
+so that cancelling the block still lets the drain finish within ``shutdown_timeout``.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from .concurrency import DEFAULT_CEILING
 from .config import SDKConfig
 from .delivery import MAX_BATCH_ENTRIES, Delivery
 from .drain import close_parts, drain
+from .drainback import DrainBack
 from .events import EventEmitter, Handler
 from .journal import RecoveryHooks, WalJournal
 from .pipeline import IngestResult, ingest
@@ -83,7 +83,7 @@ class SDK:
         max_buffer_bytes: int = 16 * 1024 * 1024,
         max_concurrent_sends: int = DEFAULT_CEILING,
         adaptive_concurrency: bool = True,
-        max_attempts: int = 8,
+        max_attempts: int | None = None,
         retry_budget: float = 120.0,
         backoff_base: float = 0.1,
         backoff_max: float = 10.0,
@@ -177,6 +177,7 @@ class SDK:
             on_finished=journal.finished_after(release) if journal else release,
         )
         self._buffer.submit = self._delivery.submit
+        self._drain_back = DrainBack(self._spool, self._delivery, self._attributes_size)
         if journal is not None:
             # The log's packer already holds every line; it learns of closed and
             # finished messages by wrapping submit and release.
@@ -223,7 +224,7 @@ class SDK:
 
     @property
     def spool_path(self) -> Path | None:
-        """The spool file this SDK wrote, if it spooled anything."""
+        """The spool file this SDK wrote last, if any (gone once drained back)."""
         return self._spool.path if self._spool is not None else None
 
     def on(self, name: str, handler: Handler) -> SDK:
@@ -267,6 +268,7 @@ class SDK:
         self._events.run_handlers_in(task_group)
         task_group.start_soon(self._delivery.run)
         task_group.start_soon(self._buffer.run_timer)
+        self._drain_back.start(task_group)
         self._state = _OPEN
         if journal is not None:
             # What dead processes left goes out in the background, beside new writes.
@@ -340,12 +342,11 @@ class SDK:
     async def replay(self, path: str | os.PathLike[str]) -> ReplayResult:
         """Resend spooled messages from a spool file or directory to this SDK's queue.
 
-        Acknowledged entries are removed from the file (the file is deleted
-        when empty); entries that fail again, or were spooled for another
-        queue, stay. The file is rewritten atomically after every request, so
-        an interrupted replay can only resend, never lose. A file whose writer
-        is still open (or that another replay holds) is skipped and listed in
-        ``files_skipped``.
+        Acknowledged entries leave the file (deleted when empty); entries that
+        fail again, or were spooled for another queue, stay. The file is rewritten
+        atomically after every request: an interrupted replay can only resend,
+        never lose. A file whose writer is still open (or that another replay
+        holds) is skipped and listed in ``files_skipped``.
         """
         if self._state is not _OPEN:
             raise self._not_open("replay")
@@ -436,6 +437,7 @@ class SDK:
                 if self._journal is not None:  # recovered records go out too, by the deadline
                     await self._journal.finish_recovery(deadline)
                 await drain(buffer, delivery, self._events, deadline)
+                await self._drain_back.finish(deadline)
         finally:
             # The task group must be exited outside our own scopes (anyio scopes
             # nest strictly); every task in it has stopped or was cancelled above.
@@ -448,6 +450,7 @@ class SDK:
                 await self._close_after_tasks()
 
     async def _close_after_tasks(self) -> None:
+        self._drain_back.close()
         try:
             await close_parts(
                 self._delivery, self._spool, self._transport, self._journal,

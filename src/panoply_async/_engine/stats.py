@@ -12,6 +12,9 @@ class Stats:
     records_pending`` holds at every moment (``records_pending`` is counted on
     its own, from the buffers, not derived); ``records_failed`` stays 0 whenever
     a spool is configured, and ``records_pending`` is 0 after the block.
+    ``records_spooled`` is what this SDK's spool holds now: records that the SDK
+    drained back from it once SQS answered again move to ``records_delivered``
+    and are also counted in ``records_unspooled``.
     """
 
     __slots__ = (
@@ -20,6 +23,7 @@ class Stats:
         "messages_replayed",
         "messages_sent",
         "messages_spooled",
+        "messages_unspooled",
         "records_accepted",
         "records_delivered",
         "records_failed",
@@ -29,6 +33,7 @@ class Stats:
         "records_replayed",
         "records_shed",
         "records_spooled",
+        "records_unspooled",
         "requests",
         "requests_in_flight",
         "retries",
@@ -41,6 +46,8 @@ class Stats:
         self.records_delivered = 0
         self.records_spooled = 0
         self.records_failed = 0
+        #: records drained back from this SDK's spool (now in records_delivered)
+        self.records_unspooled = 0
         #: accepted records still in the open message, queued or in flight
         self.records_pending = 0
         self.records_rejected = 0
@@ -52,6 +59,7 @@ class Stats:
         self.messages_sent = 0
         self.messages_spooled = 0
         self.messages_failed = 0
+        self.messages_unspooled = 0
         self.messages_replayed = 0
         self.requests = 0
         #: requests sent and not answered yet

@@ -1,0 +1,143 @@
+"""Drain-back: the SDK's own spool sent again once SQS answers (outages of minutes).
+
+With ``spool_dir``, a message that keeps failing for ``retry_budget`` seconds
+overflows to the spool, so that the write buffer frees up and ``write()`` goes
+on. While the SDK is open this task sends those messages back by itself: after
+an acknowledgement (a request succeeded: the queue answers again) and, while
+none succeeds, as a probe every ``backoff_max`` seconds.
+
+A round takes the spool file written so far (:meth:`SpoolFile.hand_over`: it
+stays locked, so no ``replay`` elsewhere takes it, and later overflow goes to a
+new file), resends it with :func:`replay_claimed` and stops at the first
+request that fails for good. A file that still holds entries stays claimed for
+the next round; at close every claim is released, and what is left is an
+ordinary spool file for ``replay``.
+
+Counting: a message drained back leaves ``records_spooled`` (which means "in
+the spool now") and joins ``records_delivered``; ``records_unspooled`` counts
+such records, so ``accepted == delivered + spooled + failed + pending`` holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import anyio
+import anyio.abc
+
+from .._durable.spool import SpoolClaim, SpoolFile
+from .delivery import Delivery
+from .replay import ReplayResult, replay_claimed
+from .transport import Message
+
+__all__ = ["DrainBack"]
+
+logger = logging.getLogger("panoply_async")
+
+#: seconds between rewrites of a spool file while it drains (a crash resends at
+#: most this much; rewriting after every request would copy the file each time)
+REWRITE_EVERY = 1.0
+
+
+class DrainBack:
+    """Sends an SDK's own spooled messages back to its queue while the SDK is open."""
+
+    def __init__(
+        self, spool: SpoolFile | None, delivery: Delivery, attributes_size: int
+    ) -> None:
+        # Without a spool there is nothing to drain: run() returns at once.
+        self._spool = spool
+        self._delivery = delivery
+        self._attributes_size = attributes_size
+        #: files handed over that still hold entries, oldest first
+        self._claims: list[SpoolClaim] = []
+        self._stopping = False
+
+    def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Create the events and start :meth:`run` in ``task_group`` (the SDK's)."""
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._scope: anyio.CancelScope | None = None
+        task_group.start_soon(self.run)
+
+    @property
+    def _spooled(self) -> bool:
+        return self._delivery.stats.messages_spooled > 0 or bool(self._claims)
+
+    async def run(self) -> None:
+        """The background task: a round whenever the queue answers, or to probe it."""
+        delivery = self._delivery
+        probe = delivery.config.backoff_max
+        while self._spool is not None and not self._stopping:
+            # Woken by every acknowledgement, and every backoff_max seconds so that
+            # a spool is probed when no live traffic succeeds to signal recovery.
+            with anyio.move_on_after(probe):
+                await delivery.wait_acknowledged()
+            if not self._stopping and self._spooled:
+                await self._guarded_round()
+
+    async def finish(self, deadline: float) -> None:
+        """At shutdown, after the live drain: end the running round (at once while
+        the queue fails, else by ``deadline``) and, if the queue answers, run a
+        last round so that a healthy exit leaves no spool behind."""
+        self._stopping = True
+        delivery = self._delivery
+        if not delivery.healthy and self._scope is not None:
+            self._scope.cancel()
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            await self._idle.wait()
+            if delivery.healthy and self._spooled:
+                await self._guarded_round()
+        if self._scope is not None:  # the deadline passed during a round
+            self._scope.cancel()
+            await self._idle.wait()
+
+    def close(self) -> None:
+        """Release the files still claimed: they are ordinary spool files now."""
+        claims, self._claims = self._claims, []
+        for claim in claims:
+            claim.release()
+
+    async def _guarded_round(self) -> None:
+        self._idle = anyio.Event()
+        try:
+            with anyio.CancelScope() as self._scope:
+                await self._round()
+        except OSError as exc:  # a disk fault: the entries stay where they are
+            logger.error("could not drain the spool back: %s", exc)
+        finally:
+            self._scope = None
+            self._idle.set()
+
+    async def _round(self) -> None:
+        assert self._spool is not None
+        fresh = await anyio.to_thread.run_sync(self._spool.hand_over)
+        if fresh is not None:
+            self._claims.append(fresh)
+        while self._claims:
+            claim = self._claims[0]
+            if claim is not fresh:  # rewritten by an earlier round
+                await anyio.to_thread.run_sync(claim.reload)
+            clean = await replay_claimed(
+                claim, ReplayResult(), self._delivery, self._attributes_size,
+                on_ack=self._count, stop_on_failure=True, rewrite_every=REWRITE_EVERY,
+                report=False,
+            )
+            if claim.held and not clean:
+                return  # the queue fails again: the next round goes on from here
+            if claim.held:
+                logger.warning("%s: only unreadable lines left; kept for inspection", claim.path)
+                claim.release()
+            self._claims.pop(0)
+
+    def _count(self, messages: Sequence[Message]) -> None:
+        stats = self._delivery.stats
+        records, count = sum(m.records for m in messages), len(messages)
+        stats.records_spooled -= records
+        stats.messages_spooled -= count
+        stats.records_unspooled += records
+        stats.messages_unspooled += count
+        stats.records_delivered += records
+        stats.messages_sent += count
+        stats.bytes_sent += sum(len(m.body) for m in messages)
