@@ -8,12 +8,13 @@ finished", which is what ``flush()``, shutdown and :class:`Checkpoint` wait for.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Generator
 from typing import Any
 
 import anyio
 
-__all__ = ["Checkpoint", "Watermark"]
+__all__ = ["Checkpoint", "Coverage", "Watermark"]
 
 
 class Watermark:
@@ -28,12 +29,15 @@ class Watermark:
     def __init__(self) -> None:
         self.through = -1
         self.first_failure: int | None = None
+        #: every seq not delivered, in order (few: each is a spooled or failed message)
+        self._failures: list[int] = []
         self._ahead: set[int] = set()
         self._advanced = anyio.Event()
 
     def finish(self, seq: int, delivered: bool) -> None:
-        if not delivered and (self.first_failure is None or seq < self.first_failure):
-            self.first_failure = seq
+        if not delivered:
+            insort(self._failures, seq)
+            self.first_failure = self._failures[0]
         if seq != self.through + 1:
             self._ahead.add(seq)
             return
@@ -47,6 +51,11 @@ class Watermark:
     def delivered_through(self, seq: int) -> bool:
         """True when every message up to ``seq`` finished and all were delivered."""
         return self.through >= seq and (self.first_failure is None or self.first_failure > seq)
+
+    def failed_between(self, first: int, last: int) -> bool:
+        """True when a message from ``first`` to ``last`` (inclusive) was not delivered."""
+        index = bisect_left(self._failures, first)
+        return index < len(self._failures) and self._failures[index] <= last
 
     async def wait_through(self, seq: int) -> None:
         while self.through < seq:
@@ -66,11 +75,13 @@ class Checkpoint:
     ``flush_interval`` plus a request (call ``flush()`` to send at once).
     """
 
-    __slots__ = ("_seq", "_watermark")
+    __slots__ = ("_next", "_seq", "_watermark")
 
-    def __init__(self, watermark: Watermark, seq: int) -> None:
+    def __init__(self, watermark: Watermark, seq: int, next_seq: int | None = None) -> None:
         self._watermark = watermark
         self._seq = seq
+        #: the seq of the first message that records written after the mark can be in
+        self._next = seq + 1 if next_seq is None else next_seq
 
     @property
     def done(self) -> bool:
@@ -99,3 +110,45 @@ class Checkpoint:
     def __repr__(self) -> str:
         state = "delivered" if self.delivered else "failed" if self.failed else "pending"
         return f"<Checkpoint {state}>"
+
+
+class Coverage:
+    """The messages that hold one producer's records, among those of others writing
+    to the same SDK (e.g. one :meth:`SDK.ingest` run), so that its outcome depends
+    on its own records only.
+
+    :meth:`add` takes the marks taken just before and just after each write; the
+    messages between them hold that write's records (they may hold other tasks'
+    records too: a message is delivered or not as a whole). A write that waited for
+    buffer room can span a message only others wrote to; that message then counts.
+    """
+
+    def __init__(self) -> None:
+        self._ranges: list[list[int]] = []  # [first, last] seqs, merged, in order
+        self._watermark: Watermark | None = None
+
+    def add(self, before: Checkpoint, after: Checkpoint) -> None:
+        first, last = before._next, after._seq
+        self._watermark = after._watermark
+        if first > last:  # nothing written in between
+            return
+        ranges = self._ranges
+        if ranges and first <= ranges[-1][1] + 1:
+            ranges[-1][1] = max(ranges[-1][1], last)
+        else:
+            ranges.append([first, last])
+
+    def delivered(self, through: Checkpoint | None = None) -> bool:
+        """True when every message holding the producer's records (up to ``through``,
+        or all) was acknowledged by SQS; False while any is unfinished."""
+        watermark = self._watermark
+        if watermark is None:
+            return True
+        limit = through._seq if through is not None else self._ranges[-1][1] if self._ranges else -1
+        for first, last in self._ranges:
+            if first > limit:
+                break
+            last = min(last, limit)
+            if watermark.through < last or watermark.failed_between(first, last):
+                return False
+        return True

@@ -98,9 +98,9 @@ class Delivery:
         self._scope = anyio.CancelScope(shield=True)
         self._spool_lock = anyio.Lock()
         self._acked = anyio.Event()
-        #: False after a request failed for a retryable reason, True after an ack:
-        #: whether the queue looks reachable now (the drain-back's signal)
-        self.healthy = True
+        #: True after an ack, False after a retryable failure: whether the queue
+        #: answers now (the drain-back's signal); unknown (False) at first
+        self.healthy = False
 
     def concurrency_limit(self) -> int:
         """How many requests may be in flight now (the controller decides)."""

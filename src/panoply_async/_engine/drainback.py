@@ -15,7 +15,8 @@ ordinary spool file for ``replay``.
 
 Counting: a message drained back leaves ``records_spooled`` (which means "in
 the spool now") and joins ``records_delivered``; ``records_unspooled`` counts
-such records, so ``accepted == delivered + spooled + failed + pending`` holds.
+such records, so ``accepted == delivered + spooled + failed + pending`` holds;
+their acknowledgement fires ``flush`` with the reason ``"unspool"``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class DrainBack:
         self._attributes_size = attributes_size
         #: files handed over that still hold entries, oldest first
         self._claims: list[SpoolClaim] = []
+        #: entries SQS refused (a non-retryable answer): kept in their file, not resent
+        self._refused: set[bytes] = set()
         self._stopping = False
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
@@ -122,12 +125,12 @@ class DrainBack:
             clean = await replay_claimed(
                 claim, ReplayResult(), self._delivery, self._attributes_size,
                 on_ack=self._count, stop_on_failure=True, rewrite_every=REWRITE_EVERY,
-                report=False,
+                report=False, refused=self._refused,
             )
             if claim.held and not clean:
                 return  # the queue fails again: the next round goes on from here
-            if claim.held:
-                logger.warning("%s: only unreadable lines left; kept for inspection", claim.path)
+            if claim.held:  # what is left was refused or is unreadable: not ours to send
+                logger.warning("%s: entries SQS refused or unreadable lines left", claim.path)
                 claim.release()
             self._claims.pop(0)
 
@@ -140,4 +143,9 @@ class DrainBack:
         stats.messages_unspooled += count
         stats.records_delivered += records
         stats.messages_sent += count
-        stats.bytes_sent += sum(len(m.body) for m in messages)
+        size = sum(len(m.body) for m in messages)
+        stats.bytes_sent += size
+        events = self._delivery.events
+        if events.has_handlers("flush"):
+            events.emit("flush", {"messages": count, "records": records, "bytes": size,
+                                  "reasons": {"unspool": count}})

@@ -16,6 +16,7 @@ import anyio
 
 from ..errors import PanoplyException, RecordError, RecordTypeError
 from .bad_records import BadRecord, BadRecords, source_mask
+from .checkpoint import Coverage
 from .routing import TableRouter
 from .trial import Trial
 
@@ -164,8 +165,11 @@ async def ingest(
     router = TableRouter(ds.source)
     result = IngestResult()
     tables: Counter[str] = Counter()
-    committer = StateCommitter(conn, result, on_state, emit, log_state)
-    failed_before = conn.stats.records_spooled + conn.stats.records_failed
+    # The messages holding this run's records: its outcome and its states depend
+    # on those only, not on what other tasks writing to the same SDK sent.
+    coverage = Coverage()
+    untracked = False
+    committer = StateCommitter(conn, result, on_state, emit, log_state, coverage)
     started = time.monotonic()
 
     def forward(name: str) -> Callable[[Any], None]:
@@ -251,18 +255,27 @@ async def ingest(
 
     async def write_group(table: str, records: list[Any], positions: Sequence[int],
                           resource: str | None) -> int:
+        nonlocal untracked
         records, positions = quota(table, records, positions)
         if not records:
             return 0
+        before = conn.checkpoint()
         try:
-            await conn.write_many(table, records)
-            accepted = len(records)
-        except RecordError as error:
-            if isinstance(error, RecordTypeError):
-                _check_records(records)  # a record that is no dict: read() is broken
-            if bad.fail:
-                raise
-            accepted = await write_each(table, records, positions, resource)
+            try:
+                await conn.write_many(table, records)
+                accepted = len(records)
+            except RecordError as error:
+                if isinstance(error, RecordTypeError):
+                    _check_records(records)  # a record that is no dict: read() is broken
+                if bad.fail:
+                    raise
+                accepted = await write_each(table, records, positions, resource)
+        except RecordError:
+            raise  # none of the group was accepted
+        except BaseException:
+            untracked = True  # some may have been accepted, in messages not known
+            raise
+        coverage.add(before, conn.checkpoint())
         tables[table] += accepted
         return accepted
 
@@ -327,8 +340,5 @@ async def ingest(
         result.bad_records = list(bad.identified)
         result.tables = dict(tables)
         result.elapsed = time.monotonic() - started
-        result.delivered = (
-            not committer.failed
-            and conn.stats.records_spooled + conn.stats.records_failed == failed_before
-        )
+        result.delivered = not committer.failed and not untracked and coverage.delivered()
     return result

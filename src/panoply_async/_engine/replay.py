@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 
 from .._durable.spool import SpoolClaim, claim_spool, spool_files
+from ..errors import SendError
 from .delivery import MAX_BATCH_ENTRIES, REPLAY_ATTEMPTS, Delivery
 from .transport import Message
 
@@ -72,6 +73,7 @@ async def replay_claimed(
     stop_on_failure: bool = False,
     rewrite_every: float = 0.0,
     report: bool = True,
+    refused: set[bytes] | None = None,
 ) -> bool:
     """Resend the claimed file's entries for delivery's queue; returns True when
     none failed. ``on_ack`` counts acknowledgements (default: as replayed);
@@ -79,7 +81,8 @@ async def replay_claimed(
     down: no use trying each). The file is rewritten with what is left at the
     end, on a failure, and after a request once ``rewrite_every`` seconds passed
     since the last rewrite (0: after every request). ``report``: fire ``error``
-    for entries that fail again."""
+    for entries that fail again. ``refused``: entries (raw lines) to keep without
+    sending; entries that SQS refuses (a non-retryable answer) are added to it."""
     stats, events, queue_url = delivery.stats, delivery.events, delivery.queue_url
     max_batch_bytes = delivery.max_batch_bytes
     config = delivery.config
@@ -94,6 +97,9 @@ async def replay_claimed(
         if entry.queue_url.rsplit("/", 1)[-1] != queue_name:
             keep.append(entry.raw)
             result.messages_other_queue += 1
+            continue
+        if refused is not None and entry.raw in refused:
+            keep.append(entry.raw)
             continue
         body = entry.body.encode("utf-8")
         message = Message(
@@ -151,6 +157,12 @@ async def replay_claimed(
                 rewritten_at = now
         if failed:
             clean = False
+            if isinstance(error, SendError) and not error.retryable:
+                if refused is not None:  # refused again next time: not worth a request
+                    refused.update(raw for m, raw in batch if m.seq not in acked)
+                stop = False  # the queue answers: go on with the other entries
+            else:
+                stop = stop_on_failure
             records_failed = sum(m.records for m in failed)
             result.messages_left += len(failed)
             result.records_left += records_failed
@@ -166,7 +178,7 @@ async def replay_claimed(
                         "exception": error,
                     },
                 )
-            if stop_on_failure:
+            if stop:
                 result.messages_left += len(todo)
                 result.records_left += sum(m.records for m, _ in todo)
                 break

@@ -404,7 +404,7 @@ class SDK:
         """
         if not self._buffer.accepting:
             raise self._not_open("checkpoint")
-        return Checkpoint(self._delivery.watermark, self._buffer.ticket())
+        return Checkpoint(self._delivery.watermark, self._buffer.ticket(), self._buffer.next_seq)
 
     def _emit(self, name: str, data: Any) -> None:
         if self._events.has_handlers(name):

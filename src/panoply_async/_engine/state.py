@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import anyio
 
 from .bad_records import BadRecord
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, Coverage
 from .config import SDKConfig
 from .stats import Stats
 
@@ -136,8 +136,11 @@ class StateCommitter:
 
     def __init__(self, conn: Sink, result: IngestResult,
                  on_commit: Callable[[Any, Any], None] | None, emit: Emit,
-                 log_state: Callable[[Any, Any], None] | None = None) -> None:
+                 log_state: Callable[[Any, Any], None] | None = None,
+                 coverage: Coverage | None = None) -> None:
         self._conn = conn
+        #: the run's own messages; without it, every message up to a mark counts
+        self._coverage = coverage
         self._result = result
         self._on_commit = on_commit
         self._emit = emit
@@ -221,6 +224,8 @@ class StateCommitter:
                 # Records tagged with this state may still arrive in later batches.
                 mark = self._needed(pending, floor)
                 delivered = await mark.checkpoint
+                if self._coverage is not None:
+                    delivered = self._coverage.delivered(mark.checkpoint)
                 while pending.state_id in self._writing:
                     await self._batch_written()
                 if self._needed(pending, floor).number == mark.number:
