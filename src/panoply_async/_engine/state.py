@@ -55,7 +55,8 @@ class IngestResult:
     state: Any = None
     state_id: Any = None
     states_committed: int = 0
-    #: True when every record written by this run was acknowledged by SQS
+    #: True when every record written by this run was acknowledged by SQS (other
+    #: tasks' records count only where they share a message with the run's)
     delivered: bool = True
     #: records ``write()`` refused that the run skipped (``on_bad_record="skip"``)
     records_skipped: int = 0
