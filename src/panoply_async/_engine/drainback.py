@@ -51,7 +51,7 @@ class DrainBack:
         self._spool = spool
         self._delivery = delivery
         self._attributes_size = attributes_size
-        #: files handed over that still hold entries, oldest first
+        #: the file handed over and still holding entries (a list: at most one)
         self._claims: list[SpoolClaim] = []
         #: entries SQS refused (a non-retryable answer): kept in their file, not resent
         self._refused: set[bytes] = set()
@@ -114,11 +114,16 @@ class DrainBack:
             self._idle.set()
 
     async def _round(self) -> None:
+        # One file at a time: the oldest held first, then whatever overflowed since,
+        # so that probes during a long outage do not pile up claimed files.
         assert self._spool is not None
-        fresh = await anyio.to_thread.run_sync(self._spool.hand_over)
-        if fresh is not None:
-            self._claims.append(fresh)
-        while self._claims:
+        while True:
+            fresh = None
+            if not self._claims:
+                fresh = await anyio.to_thread.run_sync(self._spool.hand_over)
+                if fresh is None:
+                    return
+                self._claims.append(fresh)
             claim = self._claims[0]
             if claim is not fresh:  # rewritten by an earlier round
                 await anyio.to_thread.run_sync(claim.reload)
