@@ -60,7 +60,9 @@ async def test_a_message_is_retried_past_eight_attempts_and_delivered(
     conn = through(proxy, panoply_queue, backoff_base=0.001, backoff_max=0.01)
     async with conn:
         await conn.write("t", {"id": 1})
-        assert await conn.checkpoint() is True
+        mark = conn.checkpoint()
+        await conn.flush()
+        assert mark.delivered
     assert proxy.snapshot().faults["unavailable"] == 15
     assert conn.stats.requests == 16
     assert conn.stats.records_delivered == 1
