@@ -118,6 +118,35 @@ async def test_overflowed_messages_drain_back_without_live_traffic(
     assert [r["id"] for r in await panoply_queue.arecords()] == [1]
 
 
+async def test_a_spool_file_being_sent_back_stays_locked_until_the_sdk_closes(
+    proxy: FaultProxy, panoply_queue: LocalQueue, tmp_path: Path
+) -> None:
+    spooled, probed = anyio.Event(), anyio.Event()
+    proxy.plan = FaultPlan(fail_all=True)
+    conn = through(proxy, panoply_queue, backoff_base=0.01, backoff_max=0.2,
+                   retry_budget=0.3, spool_dir=tmp_path, flush_interval=0.05)
+    conn.on("error", lambda data: spooled.set())
+    # A request after the overflow is the drain-back's probe: it holds the file now.
+    conn.on("send", lambda data: probed.set() if spooled.is_set() else None)
+    async with conn, panoply_queue.sdk() as other:
+        await conn.write("t", {"id": 1})
+        with anyio.fail_after(10):
+            await spooled.wait()
+            await probed.wait()
+        elsewhere = await other.replay(tmp_path)
+        assert elsewhere.records_sent == 0
+        assert [reason for _, reason in elsewhere.files_skipped] == [
+            "in use by a running writer or another replay"
+        ]
+    # SQS still fails: the entry stays in the file, released for replay.
+    assert conn.stats.records_spooled == 1
+    reconcile(conn)
+    async with panoply_queue.sdk() as later:
+        result = await later.replay(tmp_path)
+    assert result.records_sent == 1
+    assert [r["id"] for r in await panoply_queue.arecords()] == [1]
+
+
 async def test_a_refused_spooled_message_is_not_resent_forever(
     panoply_server: LocalSQS, panoply_queue: LocalQueue, tmp_path: Path
 ) -> None:
@@ -186,6 +215,8 @@ async def test_an_outage_of_minutes_loses_nothing_with_or_without_a_spool(
         phase["name"] = "outage"
         await anyio.sleep(OUTAGE_SECONDS)  # the outage's length, not a synchronisation
         during = {"memory": memory.stats.as_dict(), "disk": disk.stats.as_dict()}
+        # Backpressure: the memory variant's buffer is full and its writer waits.
+        assert memory.buffered_bytes > options["max_buffer_bytes"] // 2
         proxy.plan = FaultPlan()
         phase["name"] = "after"
 
