@@ -22,7 +22,8 @@ their acknowledgement fires ``flush`` with the reason ``"unspool"``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import anyio
 import anyio.abc
@@ -35,6 +36,8 @@ from .transport import Message
 __all__ = ["DrainBack"]
 
 logger = logging.getLogger("panoply_async")
+
+T = TypeVar("T")
 
 #: seconds between rewrites of a spool file while it drains (a crash resends at
 #: most this much; rewriting after every request would copy the file each time)
@@ -120,17 +123,17 @@ class DrainBack:
         while True:
             fresh = None
             if not self._claims:
-                fresh = await anyio.to_thread.run_sync(self._spool.hand_over)
+                fresh = await self._blocking(self._spool.hand_over)
                 if fresh is None:
                     return
                 self._claims.append(fresh)
             claim = self._claims[0]
             if claim is not fresh:  # rewritten by an earlier round
-                await anyio.to_thread.run_sync(claim.reload)
+                await self._blocking(claim.reload)
             clean = await replay_claimed(
                 claim, ReplayResult(), self._delivery, self._attributes_size,
                 on_ack=self._count, stop_on_failure=True, rewrite_every=REWRITE_EVERY,
-                report=False, refused=self._refused,
+                report=False, refused=self._refused, blocking=self._blocking,
             )
             if claim.held and not clean:
                 return  # the queue fails again: the next round goes on from here
@@ -138,6 +141,13 @@ class DrainBack:
                 logger.warning("%s: entries SQS refused or unreadable lines left", claim.path)
                 claim.release()
             self._claims.pop(0)
+
+    async def _blocking(self, fn: Callable[[], T]) -> T:
+        if self._stopping:
+            # Shutdown may run at interpreter exit, where Python 3.12 refuses new
+            # threads: the last round's few file operations run on the loop.
+            return fn()
+        return await anyio.to_thread.run_sync(fn)
 
     def _count(self, messages: Sequence[Message]) -> None:
         stats = self._delivery.stats

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -26,9 +27,12 @@ from ..errors import SendError
 from .delivery import MAX_BATCH_ENTRIES, REPLAY_ATTEMPTS, Delivery
 from .transport import Message
 
-__all__ = ["ReplayResult", "replay_claimed", "replay_file"]
+__all__ = ["Blocking", "ReplayResult", "replay_claimed", "replay_file"]
 
 logger = logging.getLogger("panoply_async")
+
+#: how a blocking file operation is run: ``await blocking(fn)``
+Blocking = Callable[[Callable[[], None]], Awaitable[None]]
 
 
 @dataclass
@@ -74,6 +78,7 @@ async def replay_claimed(
     rewrite_every: float = 0.0,
     report: bool = True,
     refused: set[bytes] | None = None,
+    blocking: Blocking = anyio.to_thread.run_sync,
 ) -> bool:
     """Resend the claimed file's entries for delivery's queue; returns True when
     none failed. ``on_ack`` counts acknowledgements (default: as replayed);
@@ -82,7 +87,8 @@ async def replay_claimed(
     end, on a failure, and after a request once ``rewrite_every`` seconds passed
     since the last rewrite (0: after every request). ``report``: fire ``error``
     for entries that fail again. ``refused``: entries (raw lines) to keep without
-    sending; entries that SQS refuses (a non-retryable answer) are added to it."""
+    sending; entries that SQS refuses (a non-retryable answer) are added to it.
+    ``blocking(fn)`` runs the file's rewrites (default: in a worker thread)."""
     stats, events, queue_url = delivery.stats, delivery.events, delivery.queue_url
     max_batch_bytes = delivery.max_batch_bytes
     config = delivery.config
@@ -153,7 +159,7 @@ async def replay_claimed(
             if interrupted or failed or not todo or now - rewritten_at >= rewrite_every:
                 remaining = keep + [raw for _, raw in todo]
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(claim.rewrite, remaining)
+                    await blocking(partial(claim.rewrite, remaining))
                 rewritten_at = now
         if failed:
             clean = False
