@@ -475,3 +475,44 @@ async def test_limits_can_be_left_to_the_upstream(moto_url: str) -> None:
             await sqs.send_message(QueueUrl=queue, MessageBody="x" * (SMALL_LIMIT + 1))
             assert len(await bodies_in(sqs, queue)) == 1  # moto does not enforce it
         assert lax.snapshot().limit_violations == 0
+
+
+# -- outages ----------------------------------------------------------------------------
+
+
+async def test_an_outage_answers_every_request_503_until_the_plan_changes(
+    proxy: FaultProxy, sqs: Any, queue: str
+) -> None:
+    proxy.plan = FaultPlan(unavailable=True)
+    for call in (
+        lambda: sqs.send_message(QueueUrl=queue, MessageBody="lost"),
+        lambda: sqs.receive_message(QueueUrl=queue),
+        lambda: sqs.get_queue_attributes(QueueUrl=queue),
+    ):
+        with pytest.raises(botocore.exceptions.ClientError) as failed:
+            await call()
+        assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert failed.value.response["Error"]["Code"] == "ServiceUnavailable"
+    stats = proxy.snapshot()
+    assert stats.faults["unavailable"] == 3
+    assert stats.forwarded == 1  # only the queue's creation, before the outage
+    proxy.plan = FaultPlan()
+    await sqs.send_message(QueueUrl=queue, MessageBody="after")
+    assert await bodies_in(sqs, queue) == ["after"]
+
+
+async def test_fail_first_fails_the_next_sends_after_the_plan_was_set(
+    proxy: FaultProxy, sqs: Any, queue: str
+) -> None:
+    await sqs.send_message(QueueUrl=queue, MessageBody="before")
+    proxy.plan = FaultPlan(fail_first=2)
+    outcomes: list[str] = []
+    for i in range(4):
+        try:
+            await sqs.send_message(QueueUrl=queue, MessageBody=f"m{i}")
+            outcomes.append("ok")
+        except botocore.exceptions.ClientError as exc:
+            outcomes.append(exc.response["Error"]["Code"])
+    assert outcomes == ["ServiceUnavailable", "ServiceUnavailable", "ok", "ok"]
+    assert proxy.snapshot().faults["unavailable"] == 2
+    assert await bodies_in(sqs, queue) == ["before", "m2", "m3"]
