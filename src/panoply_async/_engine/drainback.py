@@ -54,8 +54,8 @@ class DrainBack:
         self._spool = spool
         self._delivery = delivery
         self._attributes_size = attributes_size
-        #: the file handed over and still holding entries (a list: at most one)
-        self._claims: list[SpoolClaim] = []
+        #: the file handed over that still holds entries, if any
+        self._claim: SpoolClaim | None = None
         #: entries SQS refused (a non-retryable answer): kept in their file, not resent
         self._refused: set[bytes] = set()
         self._stopping = False
@@ -69,7 +69,7 @@ class DrainBack:
 
     @property
     def _spooled(self) -> bool:
-        return self._delivery.stats.messages_spooled > 0 or bool(self._claims)
+        return self._delivery.stats.messages_spooled > 0 or self._claim is not None
 
     async def run(self) -> None:
         """The background task: a round whenever the queue answers, or to probe it."""
@@ -101,8 +101,8 @@ class DrainBack:
 
     def close(self) -> None:
         """Release the files still claimed: they are ordinary spool files now."""
-        claims, self._claims = self._claims, []
-        for claim in claims:
+        claim, self._claim = self._claim, None
+        if claim is not None:
             claim.release()
 
     async def _guarded_round(self) -> None:
@@ -121,14 +121,12 @@ class DrainBack:
         # so that probes during a long outage do not pile up claimed files.
         assert self._spool is not None
         while True:
-            fresh = None
-            if not self._claims:
-                fresh = await self._blocking(self._spool.hand_over)
-                if fresh is None:
+            claim = self._claim
+            if claim is None:
+                claim = self._claim = await self._blocking(self._spool.hand_over)
+                if claim is None:
                     return
-                self._claims.append(fresh)
-            claim = self._claims[0]
-            if claim is not fresh:  # rewritten by an earlier round
+            else:  # rewritten by an earlier round
                 await self._blocking(claim.reload)
             clean = await replay_claimed(
                 claim, ReplayResult(), self._delivery, self._attributes_size,
@@ -140,7 +138,7 @@ class DrainBack:
             if claim.held:  # what is left was refused or is unreadable: not ours to send
                 logger.warning("%s: entries SQS refused or unreadable lines left", claim.path)
                 claim.release()
-            self._claims.pop(0)
+            self._claim = None
 
     async def _blocking(self, fn: Callable[[], T]) -> T:
         if self._stopping:
