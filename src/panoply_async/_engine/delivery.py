@@ -8,12 +8,11 @@ adaptive :class:`~._concurrency.ConcurrencyController` sets from what the
 requests' answers say. A sender retries what failed, with exponential backoff
 and full jitter, resending only the failed entries; every retry waits for a
 free place under the limit before it goes out, and no new batch starts while
-a retry waits, so a throttled queue sees fewer requests, not more. A message is
-given up on when SQS refused it, after ``max_attempts`` (if set), or, with a
-spool, after ``retry_budget`` seconds of failing (it overflows to disk, and
-:mod:`.drainback` sends it again once sends succeed); without a spool it is
-retried while the SDK is open. Given up: appended to the spool file (or kept for
-the :class:`DeliveryError` raised on exit) and reported with the ``error`` event.
+a retry waits, so a throttled queue sees fewer requests, not more. Retries go on
+while the SDK is open, but a message is given up on when SQS refused it, after
+``max_attempts`` (if set), or, with a spool, after ``retry_budget`` seconds (an
+overflow, which :mod:`.drainback` sends again later): appended to the spool file
+(or kept for the :class:`DeliveryError` raised on exit), and the ``error`` event fires.
 
 Every finished message (acknowledged, spooled or failed) advances the
 :class:`Watermark` and is reported through ``on_finished`` (the write buffer's
@@ -43,13 +42,11 @@ from .events import EventEmitter
 from .stats import Stats
 from .transport import Message, Transport
 
-__all__ = ["MAX_BATCH_ENTRIES", "REPLAY_ATTEMPTS", "Delivery"]
+__all__ = ["MAX_BATCH_ENTRIES", "Delivery"]
 
 logger = logging.getLogger("panoply_async")
 
 MAX_BATCH_ENTRIES = 10
-#: attempts per replay request when ``max_attempts`` is not set
-REPLAY_ATTEMPTS = 8
 
 
 class Delivery:
@@ -98,8 +95,7 @@ class Delivery:
         self._scope = anyio.CancelScope(shield=True)
         self._spool_lock = anyio.Lock()
         self._acked = anyio.Event()
-        #: True after an ack, False after a retryable failure: whether the queue
-        #: answers now (the drain-back's signal); unknown (False) at first
+        #: whether the queue answers now: True after an ack, False after a retryable failure
         self.healthy = False
 
     def concurrency_limit(self) -> int:
@@ -161,9 +157,7 @@ class Delivery:
         return batch
 
     async def _send(self, batch: list[Message], started: float) -> None:
-        config = self._config
-        # With a spool a message that keeps failing overflows to disk after the
-        # budget; without one nothing accepted is dropped while the SDK is open.
+        config = self._config  # without a spool, no budget: retried while open
         budget = config.retry_budget if self._spool is not None else None
         try:
             failed, error = await self.deliver(
@@ -264,18 +258,16 @@ class Delivery:
         on_ack: Callable[[Sequence[Message]], None],
         *,
         started: float | None = None,
-        attempts: int | None = REPLAY_ATTEMPTS,
-        budget: float | None = None,
+        attempts: int | None,
+        budget: float | None,
     ) -> tuple[list[Message], BaseException | None]:
         """Send ``batch`` with retries; returns the messages that finally failed and why.
 
-        A retryable failure is retried after a capped, jittered backoff until
-        ``attempts`` attempts were made or the next one would start ``budget``
-        seconds after the first (None: no such limit). Each attempt takes a
-        place under the limit (``started``: the first one's was taken at that
-        time) and tells the controller how it went. Only failed entries are
-        resent, so an acknowledged entry is never sent twice by this loop (a
-        lost answer can still cause a duplicate: at-least-once).
+        Retryable failures are retried (capped, jittered backoff) until ``attempts``
+        were made or the next would start ``budget`` seconds after the first (None:
+        no limit). Each attempt takes a place under the limit (``started``: the
+        first one's was taken then) and tells the controller how it went. Only
+        failed entries are resent (a lost answer can still cause a duplicate).
         """
         config = self._config
         pending = batch

@@ -24,12 +24,15 @@ import anyio
 
 from .._durable.spool import SpoolClaim, claim_spool, spool_files
 from ..errors import SendError
-from .delivery import MAX_BATCH_ENTRIES, REPLAY_ATTEMPTS, Delivery
+from .delivery import MAX_BATCH_ENTRIES, Delivery
 from .transport import Message
 
 __all__ = ["Blocking", "ReplayResult", "replay_claimed", "replay_file"]
 
 logger = logging.getLogger("panoply_async")
+
+#: attempts per replay request when ``max_attempts`` is not set
+REPLAY_ATTEMPTS = 8
 
 #: how a blocking file operation is run: ``await blocking(fn)``
 Blocking = Callable[[Callable[[], None]], Awaitable[None]]

@@ -98,22 +98,13 @@ class SDK:
         credentials, endpoint_url = resolve_credentials(apikey, apisecret, endpoint_url, os.environ)
         self._credentials: Credentials = credentials
         self._config = SDKConfig(
-            endpoint_url=endpoint_url,
-            flush_interval=flush_interval,
-            max_message_bytes=max_message_bytes,
-            max_buffer_bytes=max_buffer_bytes,
+            endpoint_url=endpoint_url, flush_interval=flush_interval,
+            max_message_bytes=max_message_bytes, max_buffer_bytes=max_buffer_bytes,
             max_concurrent_sends=max_concurrent_sends,
-            adaptive_concurrency=adaptive_concurrency,
-            max_attempts=max_attempts,
-            retry_budget=retry_budget,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            request_timeout=request_timeout,
-            shutdown_timeout=shutdown_timeout,
-            spool_dir=spool_dir,
-            sign=sign,
-            wal_dir=wal_dir,
-            max_wal_bytes=max_wal_bytes,
+            adaptive_concurrency=adaptive_concurrency, max_attempts=max_attempts,
+            retry_budget=retry_budget, backoff_base=backoff_base, backoff_max=backoff_max,
+            request_timeout=request_timeout, shutdown_timeout=shutdown_timeout,
+            spool_dir=spool_dir, sign=sign, wal_dir=wal_dir, max_wal_bytes=max_wal_bytes,
         )
         if transport is not None and not isinstance(transport, Transport):
             raise ConfigurationError("transport must implement open(), send() and aclose()")
@@ -131,12 +122,8 @@ class SDK:
                 f"after the {self._attributes_size} bytes of message attributes"
             )
         self._transport: Transport = transport or SQSTransport(
-            self._queue_url,
-            self._credentials.region,
-            self._attributes,
-            endpoint_url=endpoint_url,
-            sign=sign,
-            request_timeout=request_timeout,
+            self._queue_url, self._credentials.region, self._attributes,
+            endpoint_url=endpoint_url, sign=sign, request_timeout=request_timeout,
             # one connection per request in flight, up to the ceiling
             max_connections=max(10, max_concurrent_sends),
         )
