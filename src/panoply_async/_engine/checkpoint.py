@@ -107,6 +107,26 @@ class Checkpoint:
     def __await__(self) -> Generator[Any, None, bool]:
         return self.wait().__await__()
 
+    # For combining marks (:class:`Coverage`): messages are numbered in order.
+
+    @property
+    def last_message(self) -> int:
+        """The number of the last message holding a record written before the mark."""
+        return self._seq
+
+    @property
+    def next_message(self) -> int:
+        """The number of the first message records written after the mark can be in."""
+        return self._next
+
+    def settled_between(self, first: int, last: int) -> bool | None:
+        """None while a message numbered ``first`` to ``last`` is unfinished, else
+        whether all of them were acknowledged by SQS."""
+        watermark = self._watermark
+        if watermark.through < last:
+            return None
+        return not watermark.failed_between(first, last)
+
     def __repr__(self) -> str:
         state = "delivered" if self.delivered else "failed" if self.failed else "pending"
         return f"<Checkpoint {state}>"
@@ -125,11 +145,11 @@ class Coverage:
 
     def __init__(self) -> None:
         self._ranges: list[list[int]] = []  # [first, last] seqs, merged, in order
-        self._watermark: Watermark | None = None
+        self._latest: Checkpoint | None = None
 
     def add(self, before: Checkpoint, after: Checkpoint) -> None:
-        first, last = before._next, after._seq
-        self._watermark = after._watermark
+        first, last = before.next_message, after.last_message
+        self._latest = after
         if first > last:  # nothing written in between
             return
         ranges = self._ranges
@@ -141,14 +161,13 @@ class Coverage:
     def delivered(self, through: Checkpoint | None = None) -> bool:
         """True when every message holding the producer's records (up to ``through``,
         or all) was acknowledged by SQS; False while any is unfinished."""
-        watermark = self._watermark
-        if watermark is None:
+        latest = self._latest
+        if latest is None:
             return True
-        limit = through._seq if through is not None else self._ranges[-1][1] if self._ranges else -1
+        limit = through.last_message if through is not None else latest.last_message
         for first, last in self._ranges:
             if first > limit:
                 break
-            last = min(last, limit)
-            if watermark.through < last or watermark.failed_between(first, last):
+            if not latest.settled_between(first, min(last, limit)):
                 return False
         return True
