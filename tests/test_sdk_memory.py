@@ -109,8 +109,14 @@ async def test_trickle_is_sent_on_the_timer(vector_credentials: tuple[str, str])
         await conn.write("t", {"id": 1})
         with anyio.fail_after(10):
             await flushed.wait()
+        assert len(seen) == 1
+        timing = {key: seen[0].pop(key) for key in ("seconds", "ages")}
         assert seen == [{"messages": 1, "records": 1, "bytes": len(transport.bodies[0]),
                          "reasons": {"timer": 1}}]
+        # Added for the metrics: the request's duration and the message's age at its ack.
+        assert timing["seconds"] >= 0
+        assert len(timing["ages"]) == 1
+        assert timing["ages"][0] >= timing["seconds"]
 
 
 async def test_events_and_failing_handlers(
