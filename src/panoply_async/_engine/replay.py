@@ -70,11 +70,10 @@ async def _replay_claimed(
     path, entries, invalid = claim.path, claim.entries, claim.invalid
     if invalid:
         logger.warning("%s: %d unreadable lines kept in place", path, len(invalid))
-    queue_name = queue_url.rsplit("/", 1)[-1]
     keep: list[bytes] = list(invalid)
     todo: deque[tuple[Message, bytes]] = deque()
     for index, entry in enumerate(entries):
-        if entry.queue_url.rsplit("/", 1)[-1] != queue_name:
+        if not entry.for_queue(queue_url):
             keep.append(entry.raw)
             result.messages_other_queue += 1
             continue
