@@ -57,7 +57,7 @@ def _map(fd: int, size: int) -> _mmap.mmap:
     return _mmap.mmap(fd, size)
 
 
-open = os.open  # noqa: A001 (the seam mirrors os's names)
+open = os.open
 write = os.write
 pwrite = os.pwrite
 fsync = os.fsync
