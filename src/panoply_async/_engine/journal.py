@@ -39,13 +39,27 @@ if TYPE_CHECKING:
     from .events import EventEmitter
     from .stats import Stats
 
-__all__ = ["WALRecoveryError", "WalJournal"]
+__all__ = ["WALRecoveryError", "WalJournal", "split_body"]
 
 logger = logging.getLogger("panoply_async")
 
 #: frame headers and segment header around a message body, with alignment
 _FRAME_OVERHEAD = 128
 _MAX_SEGMENT = 32 * 1024 * 1024
+
+
+def split_body(body: bytes, body_limit: int) -> list[bytes]:
+    """A recovered body logged under a larger ``max_message_bytes``, as bodies of at
+    most ``body_limit`` bytes; a record longer than that alone goes as it is (the
+    queue may take it: its limit is its own; if not, it is spooled or reported)."""
+    bodies: list[bytes] = []
+    lines: list[bytes] = []
+    for line in body.splitlines(keepends=True):
+        if len(line) > body_limit:
+            bodies.append(line)
+        else:
+            lines.append(line)
+    return pack_lines(lines, body_limit) + bodies
 
 
 def segment_bytes_for(max_wal_bytes: int, body_limit: int) -> int:
@@ -202,7 +216,7 @@ class WalJournal:
         for frame in frames:
             bodies = [frame.body]
             if len(frame.body) > self._body_limit:  # logged under a larger limit
-                bodies = pack_lines(frame.body.splitlines(keepends=True), self._body_limit)
+                bodies = split_body(frame.body, self._body_limit)
                 self._parts[frame.frame_id] = [len(bodies), DELIVERED]
             for body in bodies:
                 while in_flight and buffered() + len(body) > max_buffer_bytes:
