@@ -268,7 +268,10 @@ class WriteAheadLog:
     def reserve_spare(self) -> int | None:
         """A segment number to prepare ahead with :meth:`create_segment` (in a worker
         thread, then :meth:`add_spare`), or None when one is ready or under way."""
-        if self._lock_fd < 0 or not self.spare.reserve():
+        if self._lock_fd < 0:
+            self.spare.wanted = False  # closed: nothing more to prepare
+            return None
+        if not self.spare.reserve():
             return None
         self._next_segno += 1
         return self._next_segno - 1
@@ -375,7 +378,16 @@ class WriteAheadLog:
         Returns the unacknowledged frames in log order and a report. Segments
         of this queue stay tracked (and are deleted once their frames are
         finished); foreign files and other queues' segments are left alone.
+        Raises OSError when a file cannot be read; then nothing is tracked, so
+        that closing the log deletes nothing it did not recover.
         """
+        try:
+            return self._recover()
+        except BaseException:
+            self._segments.clear()
+            raise
+
+    def _recover(self) -> tuple[list[RecoveredFrame], RecoveryReport]:
         report = RecoveryReport()
         frames: list[RecoveredFrame] = []
         segnos: set[int] = set()

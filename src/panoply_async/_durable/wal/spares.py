@@ -59,11 +59,14 @@ class SpareSegment:
                 self.on_wanted()
 
     def reserve(self) -> bool:
-        """Whether the caller should prepare one now (then call :meth:`add`)."""
+        """Whether the caller should prepare one now (then call :meth:`add`).
+
+        Either way the wish is answered: one is ready, under way, or now reserved.
+        """
+        self.wanted = False
         if self._segment is not None or self._preparing:
             return False
         self._preparing = True
-        self.wanted = False
         return True
 
     def add(self, segment: Segment | None, error: OSError | None, *, closed: bool) -> None:
