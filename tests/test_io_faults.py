@@ -262,7 +262,11 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     try:
         yield target
     finally:
-        subprocess.run(["umount", str(target)], capture_output=True, timeout=20, check=False)
+        done = subprocess.run(["umount", str(target)], capture_output=True, timeout=20,
+                              check=False)
+        if done.returncode != 0:  # still busy: detach it now, freed once unused
+            subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=20,
+                           check=False)
 
 
 async def test_a_full_small_file_system(
