@@ -245,3 +245,39 @@ async def test_segments_are_created_off_the_event_loop_and_disk_full_is_a_wal_er
     assert conn.stats.records_pending == 0
     assert set(accepted) <= set(ids_of(transport.bodies))
     assert all(isinstance(e, PanoplyError) for e in errors)
+
+
+async def test_acknowledgements_that_cannot_even_be_cut_back_lose_nothing(
+    vector_credentials: tuple[str, str], tmp_path: Path
+) -> None:
+    # The first ack append fails and so does cutting it back: that segment takes no
+    # more acknowledgements, and its messages may only be sent again, never lost.
+    failed: list[str] = []
+
+    def first_of_each(number: int, operation: str, site: str) -> bool:
+        # The ack write, then the cut back (the lock file's ftruncate came before).
+        nxt = {0: "write", 1: "ftruncate"}.get(len(failed))
+        if operation == nxt:
+            failed.append(operation)
+            return True
+        return False
+
+    transport = MemoryTransport()
+    conn = SDK(*vector_credentials, transport=transport, wal_dir=tmp_path)
+
+    async def run() -> None:
+        async with conn:
+            for i in range(30):
+                await conn.write("t", {"id": i})
+                if i % 10 == 9:
+                    await conn.flush()
+
+    with faults(FaultPlan(should_fail=first_of_each)), pytest.raises(WALError):
+        await run()
+    assert failed == ["write", "ftruncate"]
+    assert sorted(ids_of(transport.bodies)) == list(range(30))
+    later = MemoryTransport()
+    async with SDK(*vector_credentials, transport=later, wal_dir=tmp_path):
+        pass
+    assert set(ids_of(later.bodies)) <= set(range(30))  # duplicates at most
+    assert list(tmp_path.iterdir()) == [tmp_path / "lock"]

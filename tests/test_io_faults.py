@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from diskfaults import FaultPlan, faults, ids_of, refuse, sample_calls
-from panoply_async import SDK, DeliveryError, MemoryTransport, PanoplyError
+from panoply_async import SDK, DeliveryError, MemoryTransport, Message, PanoplyError
 from panoply_async._durable.spool import read_spool, spool_files
 from panoply_async.cli._run import StateFile
 from panoply_async.errors import StateFileError
@@ -84,17 +84,23 @@ def wal_sdk(creds: tuple[str, str], wal_dir: Path, **options: Any) -> SDK:
 async def wal_case(
     creds: tuple[str, str], wal_dir: Path, plan: FaultPlan, prefix: str
 ) -> tuple[Run, list[Any]]:
-    """A run that leaves records in the log (nothing delivered), then one under
-    ``plan`` that recovers them and writes more, then a clean start; returns the
-    faulted run (with the first run's records counted as accepted) and every id
-    delivered."""
+    """A run that leaves records in the log (half its messages refused), then one
+    under ``plan`` that recovers them and writes more, then a clean start; returns
+    the faulted run (the records left counted as accepted) and every id delivered."""
     left = Run()
-    await write_records(
-        wal_sdk(creds, wal_dir, transport=MemoryTransport(fault=refuse)), left, prefix + "L", 5, 600
-    )
-    assert left.reported == set(left.accepted)  # kept in the log for the next start
+    requests = [0]
+
+    def every_other(messages: Sequence[Message]) -> BaseException | None:
+        requests[0] += 1
+        return refuse(messages) if requests[0] % 2 else None
+
+    # Every other message refused: segments keep frames next to acknowledged ones.
+    first = MemoryTransport(fault=every_other)
+    await write_records(wal_sdk(creds, wal_dir, transport=first), left, prefix + "L", 12, 600)
+    assert left.reported  # kept in the log for the next start
+    assert set(left.accepted) == set(ids_of(first.bodies)) | left.reported
     transport = MemoryTransport()
-    run = Run(accepted=list(left.accepted))
+    run = Run(accepted=sorted(left.reported))
     with faults(plan):
         await write_records(wal_sdk(creds, wal_dir, transport=transport), run, prefix, 24, 600)
     later = MemoryTransport()
@@ -120,7 +126,7 @@ async def test_every_call_of_the_log_failing(
     calls = counted.calls
     operations = {op for op, _ in calls}
     assert {"open", "fallocate", "mmap", "write", "fdatasync", "unlink", "read_bytes"} <= operations
-    for k in sample_calls(calls, per_site=2, limit=50):
+    for k in sample_calls(calls, per_site=2, limit=100):  # every call, while they are few
         plan = FaultPlan(fail_at=k, error=error)
         run, delivered = await wal_case(vector_credentials, tmp_path / str(k), plan, str(k))
         check(run, delivered, f"call {k} {calls[k - 1]} failing with {errno.errorcode[error]}")

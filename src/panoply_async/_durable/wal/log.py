@@ -402,7 +402,7 @@ class WriteAheadLog:
             if match.group(2) == "seg":
                 segnos.add(segno)
             elif not (self.directory / seg_name(segno, "seg")).exists():
-                (self.directory / entry).unlink(missing_ok=True)  # its segment is gone
+                fileio.unlink(self.directory / entry)  # its segment is gone
         for segno in sorted(segnos):
             name = seg_name(segno, "seg")
             data = fileio.read_bytes(self.directory / name)
@@ -414,7 +414,7 @@ class WriteAheadLog:
             if digest is None:
                 if not data.strip(b"\0"):  # created, never written: nothing to keep
                     report.empty_files.append(name)
-                    (self.directory / name).unlink()
+                    fileio.unlink(self.directory / name)
                 else:
                     report.foreign_files.append(name)
                 continue
