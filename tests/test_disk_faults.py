@@ -21,6 +21,7 @@ from panoply_async import SDK, DeliveryError, MemoryTransport, PanoplyError
 from panoply_async._durable import fileio
 from panoply_async._durable.spool import SpoolFile, read_spool
 from panoply_async._durable.wal.format import read_acks
+from panoply_async._durable.wal.log import WriteAheadLog, queue_digest
 from panoply_async.errors import WALError
 
 QUEUE = "http://127.0.0.1:1/000000000000/sdk-acme-x"
@@ -142,6 +143,37 @@ async def test_log_full_at_rotation_with_two_writers_strands_nothing(
     assert all(isinstance(e, WALError) for e in errors), errors
     assert conn.stats.records_pending == 0
     assert set(accepted) <= set(ids_of(transport.bodies))
+
+
+def test_a_message_is_sealed_only_once_the_next_one_can_begin(tmp_path: Path) -> None:
+    # The packer underneath: a segment holds one frame, and the next cannot be
+    # allocated. The record that needs it is refused, and the open message stays
+    # open (formerly it was sealed, then the new segment failed: the sealed
+    # message, with another writer's record, never reached delivery).
+    limit = 4096
+    wal = WriteAheadLog(tmp_path, queue_digest("sdk-acct-queue"), frame_limit=limit,
+                        segment_bytes=1, max_bytes=1 << 20)
+    wal.open()
+    wal.spare.on_wanted = lambda: None  # segments come only from a preparer, as in the SDK
+    segno = wal.reserve_spare()
+    assert segno is not None
+    wal.add_spare(wal.create_segment(segno))
+    packer = wal.packer(limit)
+    # 4000 bytes: the next frame does not fit in this 8 KiB segment after it.
+    first = b'{"id":1,"pad":"' + b"x" * 3968 + b'","__table":"t"}\n'
+    assert len(first) == 4000
+    assert packer.add(first) is None
+    with faults(FaultPlan(should_fail=lambda n, op, site: op == "fallocate")):
+        segno = wal.reserve_spare()
+        assert segno is not None
+        with pytest.raises(OSError, match="No space left"):
+            wal.create_segment(segno)
+        wal.add_spare(None, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        with pytest.raises(WALError, match="No space left"):
+            packer.add(first.replace(b'"id":1', b'"id":2'))
+    assert packer.records == 1
+    assert packer.take() == (first, 1)  # still there, sealed now, for delivery
+    wal.close()
 
 
 # -- item 5: disk full while writing an acknowledgement ----------------------------------------
