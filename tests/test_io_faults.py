@@ -28,7 +28,7 @@ from diskfaults import FaultPlan, faults, ids_of, refuse, sample_calls
 from panoply_async import SDK, DeliveryError, MemoryTransport, Message, PanoplyError
 from panoply_async._durable.spool import read_spool, spool_files
 from panoply_async.cli._run import StateFile
-from panoply_async.errors import StateFileError
+from panoply_async.errors import SpoolError, StateFileError
 from panoply_async.testing import LocalQueue
 
 ERRNOS = (errno.ENOSPC, errno.EIO)
@@ -139,7 +139,8 @@ async def test_every_call_of_the_log_failing(
 async def spool_case(
     creds: tuple[str, str], spool_dir: Path, plan: FaultPlan, prefix: str
 ) -> tuple[Run, list[Any]]:
-    """A run whose every message is refused (so spooled), then a replay of the spool."""
+    """A run whose every message is refused (so spooled) and a replay of the spool,
+    both under ``plan``; then a clean replay. Returns the run and the ids spooled."""
     run = Run()
     with faults(plan):
         conn = SDK(*creds, transport=MemoryTransport(fault=refuse), spool_dir=spool_dir,
@@ -153,12 +154,18 @@ async def spool_case(
             spooled += ids_of(e.body for e in entries)
     missing = set(run.accepted) - set(spooled) - run.reported
     assert not missing, f"accepted, neither spooled nor reported: {sorted(missing)}"
-    later = MemoryTransport()
+    replayed = MemoryTransport()
     if spooled:
-        async with SDK(*creds, transport=later) as again:
-            result = await again.replay(spool_dir)
+        async with SDK(*creds, transport=replayed, max_message_bytes=2048) as again:
+            with faults(plan):
+                try:
+                    await again.replay(spool_dir)
+                except SpoolError as exc:
+                    run.errors.append(exc)
+            result = await again.replay(spool_dir)  # space is back
         assert result.records_left == 0
-    assert sorted(ids_of(later.bodies)) == sorted(spooled)  # everything spooled replays
+        assert not list(spool_dir.glob("*.jsonl"))
+    assert set(ids_of(replayed.bodies)) == set(spooled)  # everything spooled replays
     return run, spooled
 
 
@@ -170,13 +177,14 @@ async def test_every_call_of_the_spool_failing(
     run, spooled = await spool_case(vector_credentials, tmp_path / "count", counted, "c")
     assert sorted(spooled) == sorted(run.accepted)
     calls = counted.calls
-    assert {"mkdir", "open", "rename", "write", "fsync"} <= {op for op, _ in calls}
+    assert {"mkdir", "open", "rename", "write", "fsync", "replace"} <= {op for op, _ in calls}
     for k in range(1, len(calls) + 1):
         plan = FaultPlan(fail_at=k, error=error)
         run, _ = await spool_case(vector_credentials, tmp_path / str(k), plan, str(k))
         assert plan.failed
         assert run.pending == 0
-        assert run.reported  # the append that failed is in the DeliveryError
+        # the append that failed is in the DeliveryError, or replay said what failed
+        assert run.reported or any(isinstance(e, SpoolError) for e in run.errors)
 
 
 # -- the state file --------------------------------------------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "SSHTunnelError",
     "ScaffoldError",
     "SendError",
+    "SpoolError",
     "StateFileError",
     "TokenValidationException",
     "WALError",
@@ -283,6 +284,14 @@ class SendError(PanoplyError):
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+
+
+class SpoolError(PanoplyError):
+    """A spool file could not be read or rewritten by replay (a full or failing disk).
+
+    Nothing is lost: entries not yet removed from the file are replayed next time
+    (those already sent may be sent again).
+    """
 
 
 class StateFileError(PanoplyError, ValueError):

@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 
 from .._durable.spool import SpoolClaim, claim_spool, spool_files
+from ..errors import SpoolError
 from .delivery import MAX_BATCH_ENTRIES, Delivery
 from .transport import Message
 
@@ -50,7 +51,10 @@ async def replay_file(
 ) -> None:
     """Resend the entries of one spool file that belong to delivery's queue; skip
     (and list in ``result.files_skipped``) a file that someone else holds."""
-    claim = await anyio.to_thread.run_sync(claim_spool, path)
+    try:
+        claim = await anyio.to_thread.run_sync(claim_spool, path)
+    except OSError as exc:
+        raise SpoolError(f"cannot read spool file {path}: {exc.strerror}") from exc
     if isinstance(claim, str):
         logger.warning("replay skipped %s: %s", path, claim)
         result.files_skipped.append((path, claim))
@@ -58,6 +62,11 @@ async def replay_file(
     result.files.append(path)
     try:
         await _replay_claimed(claim, result, delivery, attributes_size)
+    except OSError as exc:  # only the file's rewrite does I/O: delivery never raises it
+        raise SpoolError(
+            f"cannot rewrite spool file {path} ({exc.strerror}): its entries not yet "
+            "removed stay in it, and those already sent may be sent again"
+        ) from exc
     finally:
         claim.release()
 
