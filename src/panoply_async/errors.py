@@ -6,11 +6,8 @@ say whether the platform (or :meth:`SDK.ingest`) should try again.
 a :class:`DataSourceException` carrying a code from :data:`ERROR_CODES`, using
 the codes registered on exception classes with ``set_internal_code``.
 
-This module is the one place to import every exception of the package from:
-the SDK's own errors (from ``_exceptions``), the connector errors defined
-here, and those defined next to the code that raises them (``ConnectorError``,
-``SendError``, ``ScaffoldError``, ``SSHTunnelConfigError``, ``SSHTunnelError``).
-All derive from :class:`PanoplyError`; docs/reference.md draws the tree.
+Every exception of the package is defined here, and all derive from
+:class:`PanoplyError`; docs/reference.md draws the tree.
 """
 
 from __future__ import annotations
@@ -287,11 +284,7 @@ class SendError(PanoplyError):
 
 
 class SpoolError(PanoplyError):
-    """A spool file could not be read or rewritten by replay (a full or failing disk).
-
-    Nothing is lost: entries not yet removed from the file are replayed next time
-    (those already sent may be sent again).
-    """
+    """Replay could not read or rewrite a spool file: what it did not remove stays."""
 
 
 class StateFileError(PanoplyError, ValueError):
