@@ -24,6 +24,7 @@ from panoply_async import (
     SendOutcome,
     decode_body,
 )
+from panoply_async._durable import fileio
 from panoply_async._durable.wal.format import read_acks, read_segment, seg_name
 from panoply_async._durable.wal.log import WALLockedError, WriteAheadLog, queue_digest
 
@@ -264,7 +265,7 @@ async def test_sync_reaches_the_segment_file(
         synced.append(os.fstat(fd).st_ino)
         real(fd)
 
-    monkeypatch.setattr(os, "fdatasync", spy)
+    monkeypatch.setattr(fileio, "fdatasync", spy)  # the seam the log syncs through
     transport = GatedTransport()
     async with SDK(*vector_credentials, transport=transport, wal_dir=tmp_path) as conn:
         await conn.write("t", {"id": 1})  # open message: no close, so no sync yet

@@ -1,9 +1,15 @@
 """The dead-letter spool: messages that could not be delivered, kept on disk.
 
 A spool file is JSON lines, one undelivered message per line:
-``{"v": 1, "queue_url": ..., "body": ..., "records": N, "error": ..., "spooled_at": ...}``.
-It never holds the api key's secret: replay takes credentials anew. Appends are
-flushed and fsynced before the SDK reports the records as spooled; replay
+``{"v": 2, "queue": DIGEST, "body": ..., "records": N, "error": ..., "spooled_at": ...}``.
+It never holds the api secret nor the queue URL (whose queue name holds part of
+the secret): ``queue`` is a digest of the queue name (:func:`queue_tag`), and
+replay takes credentials anew. Version 1 lines, which named the ``queue_url``,
+are still read. Appends are flushed and fsynced before the SDK reports the
+records as spooled; an append that fails is cut back to where it began, so
+that the next append starts on a line of its own (should even that fail, the
+next append starts with a newline: the broken line stays unreadable, never
+joined to a good one). Replay
 rewrites a file atomically (write, fsync, rename) with only what is still
 undelivered, so an interrupted replay loses nothing.
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 import datetime
 import errno
 import fcntl
+import hashlib
 import os
 import secrets
 import threading
@@ -32,11 +39,14 @@ from pathlib import Path
 
 import orjson
 
+from . import fileio
+
 __all__ = [
     "SpoolClaim",
     "SpoolEntry",
     "SpoolFile",
     "claim_spool",
+    "queue_tag",
     "read_spool",
     "rewrite_spool",
     "spool_files",
@@ -45,14 +55,25 @@ __all__ = [
 SUFFIX = ".jsonl"
 
 
+def queue_tag(queue_url_or_name: str) -> str:
+    """A short digest naming a queue in spool files without revealing its name."""
+    name = queue_url_or_name.rsplit("/", 1)[-1]
+    return hashlib.sha256(b"panoply-spool\0" + name.encode("utf-8")).hexdigest()[:20]
+
+
 @dataclass(frozen=True, slots=True)
 class SpoolEntry:
     """One spooled message. ``raw`` is its line as stored (kept verbatim on rewrite)."""
 
-    queue_url: str
+    #: the queue's :func:`queue_tag`
+    queue: str
     body: str
     records: int
     raw: bytes
+
+    def for_queue(self, queue_url: str) -> bool:
+        """Whether this message was spooled for ``queue_url``'s queue."""
+        return self.queue == queue_tag(queue_url)
 
 
 def _now() -> str:
@@ -72,6 +93,8 @@ class SpoolFile:
         self._path: Path | None = None
         self._fd: int | None = None
         self._closed = False
+        #: the file ends inside a line that a failed append left behind
+        self._torn = False
         # give-ups of several senders may append from worker threads at once
         self._lock = threading.Lock()
 
@@ -89,7 +112,7 @@ class SpoolFile:
             return self._fd
         if self._closed:
             raise OSError(errno.EBADF, f"spool file {self._path} was closed")
-        self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fileio.mkdir(self._directory, 0o700)
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         name = f"panoply-{self._account}-{stamp}-{os.getpid()}-{secrets.token_hex(3)}{SUFFIX}"
         path = self._directory / name
@@ -97,10 +120,10 @@ class SpoolFile:
         # never find this file unlocked while this SDK is open.
         hidden = path.with_name(f".{name}.new")
         # Readable too: hand_over() reads it through this descriptor, under its lock.
-        fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fd = fileio.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.rename(hidden, path)
+            fileio.rename(hidden, path)
         except BaseException:
             os.close(fd)
             hidden.unlink(missing_ok=True)
@@ -109,13 +132,18 @@ class SpoolFile:
         return fd
 
     def append(self, queue_url: str, bodies: Iterable[tuple[bytes, int]], error: str) -> Path:
-        """Durably append ``(body, records)`` pairs; returns the file's path. Blocking."""
+        """Durably append ``(body, records)`` pairs; returns the file's path. Blocking.
+
+        Raises OSError when the append cannot be made durable; then none of
+        ``bodies`` counts as spooled, and the file is as it was before the call.
+        """
         at = _now()
+        tag = queue_tag(queue_url)
         lines = b"".join(
             orjson.dumps(
                 {
-                    "v": 1,
-                    "queue_url": queue_url,
+                    "v": 2,
+                    "queue": tag,
                     "body": body.decode("utf-8"),
                     "records": records,
                     "error": error,
@@ -127,8 +155,16 @@ class SpoolFile:
         )
         with self._lock:
             fd = self._open()
-            _write_all(fd, lines)
-            os.fsync(fd)
+            start = os.fstat(fd).st_size
+            if self._torn:
+                lines = b"\n" + lines
+            try:
+                _write_all(fd, lines)
+                fileio.fsync(fd)
+            except OSError:
+                self._cut_back(fd, start)
+                raise
+            self._torn = False
             assert self._path is not None
             return self._path
 
@@ -146,6 +182,15 @@ class SpoolFile:
             except BaseException:
                 os.close(fd)
                 raise
+
+    def _cut_back(self, fd: int, start: int) -> None:
+        """Undo a failed append: the file ends where the append began, or (when
+        the disk refuses even that) the next append starts on a new line."""
+        try:
+            fileio.ftruncate(fd, start)
+            fileio.fsync(fd)
+        except OSError:
+            self._torn = self._torn or os.fstat(fd).st_size > start
 
     def close(self) -> None:
         """Release the file (and its lock) for replay. Idempotent; later appends fail."""
@@ -165,14 +210,14 @@ class SpoolFile:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        view = view[fileio.write(fd, view) :]
 
 
 def _write_durably(path: Path, data: bytes, flags: int) -> None:
-    fd = os.open(path, flags, 0o600)
+    fd = fileio.open(path, flags, 0o600)
     try:
         _write_all(fd, data)
-        os.fsync(fd)
+        fileio.fsync(fd)
     finally:
         os.close(fd)
 
@@ -204,8 +249,9 @@ def _parse(data: bytes) -> tuple[list[SpoolEntry], list[bytes]]:
             continue
         try:
             item = orjson.loads(raw)
+            queue = item["queue"] if "queue" in item else queue_tag(str(item["queue_url"]))
             entry = SpoolEntry(
-                queue_url=str(item["queue_url"]),
+                queue=str(queue),
                 body=str(item["body"]),
                 records=int(item.get("records", 0)),
                 raw=raw,
@@ -225,7 +271,7 @@ def rewrite_spool(path: Path, keep: Iterable[bytes]) -> None:
         return
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     _write_durably(tmp, b"\n".join(lines) + b"\n", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    os.replace(tmp, path)
+    fileio.replace(tmp, path)
 
 
 @dataclass
@@ -264,14 +310,14 @@ class SpoolClaim:
             self.release()  # nothing left to hold
             return
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        new = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        new = fileio.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             # The new version is locked before it takes the name, so the claim
             # never lapses (another replay would skip it, not race us).
             fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
             _write_all(new, data)
-            os.fsync(new)
-            os.replace(tmp, self.path)
+            fileio.fsync(new)
+            fileio.replace(tmp, self.path)
         except BaseException:
             os.close(new)
             tmp.unlink(missing_ok=True)

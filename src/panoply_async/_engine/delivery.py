@@ -381,8 +381,9 @@ class Delivery:
         records = sum(m.records for m in self.undelivered)
         messages = len(self.undelivered)
         return DeliveryError(
-            f"{records} records in {messages} messages were not delivered to "
-            f"{self._queue_url} and no spool_dir is configured",
+            # Not the queue URL: its queue name holds part of the api secret.
+            f"{records} records in {messages} messages were not delivered "
+            "and no spool_dir is configured",
             records=records,
             messages=messages,
             bodies=[m.body.decode("utf-8") for m in self.undelivered],

@@ -50,6 +50,8 @@ _FRAME_OVERHEAD = 128
 _MAX_SEGMENT = 32 * 1024 * 1024
 
 
+
+
 def segment_bytes_for(max_wal_bytes: int, body_limit: int) -> int:
     """Segment size: an eighth of the budget, at most 32 MiB, at least one message.
 
@@ -98,6 +100,8 @@ class WalJournal:
         self._resending: tuple[WriteAheadLog, int] | None = None
         self._open = False
         self._clear_states = True
+        #: the buffer's ``release``: called with no messages, it wakes waiting writers
+        self._release: Callable[[Sequence[Message], bool], None] | None = None
 
     @property
     def directory(self) -> str:
@@ -117,13 +121,20 @@ class WalJournal:
         self.recovery.begin()
         self._wakeup = anyio.Event()
         self._synced = anyio.Event()
+        self._wal.spare.on_wanted = self._wake_syncer
         try:
             # Inside the try: a cancellation that lands while the thread takes the
             # lock must still release it.
-            await anyio.to_thread.run_sync(self._claim)
+            try:
+                await anyio.to_thread.run_sync(self._claim)
+            except OSError as exc:
+                raise WALError(f"cannot use wal_dir {self.directory}: {exc.strerror}") from exc
             await self._prepare_spare()
         except BaseException:
-            self._wal.close()
+            try:
+                self._wal.close()
+            except OSError as exc:
+                logger.error("could not close the write-ahead log in %s: %s", self.directory, exc)
             self._states.close()
             raise
         self._open = True
@@ -146,15 +157,19 @@ class WalJournal:
         segno = self._wal.reserve_spare()
         if segno is None:
             return
-        segment = None
+        segment = error = None
         try:
             # Shielded: a cancellation must not drop a segment the thread created.
             with anyio.CancelScope(shield=True):
                 segment = await anyio.to_thread.run_sync(self._wal.create_segment, segno)
         except OSError as exc:
+            error = exc
             logger.error("could not prepare a write-ahead log segment: %s", exc)
         finally:
-            self._wal.add_spare(segment)
+            # A failure too is news for a waiting writer: its write raises it.
+            self._wal.add_spare(segment, error)
+            if self.packer.unblock() and self._release is not None:
+                self._release((), True)
 
     async def aclose(self) -> None:
         """Sync what stays on disk, delete what is finished, release the locks."""
@@ -163,11 +178,25 @@ class WalJournal:
         self._open = False
         self._states.close()
         forget_in_child(self._states, registered=False)
+        unlogged, error = 0, None
         for wal in [self._wal, *self.recovery.adopted()]:
             try:
                 await anyio.to_thread.run_sync(wal.close)
             except OSError as exc:
                 logger.error("could not sync the write-ahead log in %s: %s", wal.directory, exc)
+            if wal.ack_error is not None:
+                unlogged, error = unlogged + wal.acks_unlogged, wal.ack_error
+        if error is None:
+            return
+        message = (
+            f"could not log {unlogged} acknowledgements in wal_dir {self.directory} "
+            f"({error.strerror}): those messages were delivered or spooled, and may be "
+            "sent again on the next start"
+        )
+        if self._undelivered:  # the DeliveryError raised next says more
+            logger.error("%s", message)
+        else:
+            raise WALError(message) from error
 
     # -- recovery --------------------------------------------------------------------
 
@@ -225,6 +254,7 @@ class WalJournal:
             release(messages, delivered)
             self.finished(messages, delivered)
 
+        self._release = release
         return release_logged
 
     def closed(self, message: Message) -> None:
@@ -267,23 +297,31 @@ class WalJournal:
         self._requested += 1
         self._wakeup.set()
 
+    def _wake_syncer(self) -> None:
+        self._wakeup.set()
+
     async def run_syncer(self) -> None:
         """Sync the log after message closes and on request, coalescing requests."""
+        wal = self._wal
         while True:
-            while self._completed >= self._requested:
+            while self._completed >= self._requested and not wal.spare.wanted:
                 await self._wakeup.wait()
                 self._wakeup = anyio.Event()
-            target = self._requested
-            fds = self._wal.sync_fds()
-            try:
-                await anyio.to_thread.run_sync(fdatasync_all, fds)
-            except OSError as exc:
-                self._sync_error = exc
-                logger.error("could not sync the write-ahead log in %s: %s", self.directory, exc)
-            self._completed = target
-            self._synced.set()
-            self._synced = anyio.Event()
+            if self._completed < self._requested:
+                await self._sync_once()
             await self._prepare_spare()
+
+    async def _sync_once(self) -> None:
+        target = self._requested
+        fds = self._wal.sync_fds()
+        try:
+            await anyio.to_thread.run_sync(fdatasync_all, fds)
+        except OSError as exc:
+            self._sync_error = exc
+            logger.error("could not sync the write-ahead log in %s: %s", self.directory, exc)
+        self._completed = target
+        self._synced.set()
+        self._synced = anyio.Event()
 
     async def sync(self) -> None:
         """Return once every record accepted so far is on stable storage."""

@@ -40,6 +40,20 @@ logger = logging.getLogger("panoply_async")
 EnqueueFrame = Callable[[WriteAheadLog, int, Callable[[], int], int], int]
 
 
+def split_body(body: bytes, body_limit: int) -> list[bytes]:
+    """A recovered body logged under a larger ``max_message_bytes``, as bodies of at
+    most ``body_limit`` bytes; a record longer than that alone goes as it is (the
+    queue may take it: its limit is its own; if not, it is spooled or reported)."""
+    bodies: list[bytes] = []
+    lines: list[bytes] = []
+    for line in body.splitlines(keepends=True):
+        if len(line) > body_limit:
+            bodies.append(line)
+        else:
+            lines.append(line)
+    return pack_lines(lines, body_limit) + bodies
+
+
 @dataclass
 class RecoveryHooks:
     """What recovery needs of the SDK's write path and delivery."""
@@ -192,7 +206,7 @@ class Recovery:
         for frame in unit.frames:
             bodies = [frame.body]
             if len(frame.body) > self._body_limit:  # logged under a larger limit
-                bodies = pack_lines(frame.body.splitlines(keepends=True), self._body_limit)
+                bodies = split_body(frame.body, self._body_limit)
             for body in bodies:
                 if self._stopped:
                     return

@@ -23,7 +23,7 @@ from pathlib import Path
 import anyio
 
 from .._durable.spool import SpoolClaim, claim_spool, spool_files
-from ..errors import SendError
+from ..errors import SendError, SpoolError
 from .delivery import MAX_BATCH_ENTRIES, Delivery
 from .transport import Message
 
@@ -58,7 +58,10 @@ async def replay_file(
 ) -> None:
     """Resend the entries of one spool file that belong to delivery's queue; skip
     (and list in ``result.files_skipped``) a file that someone else holds."""
-    claim = await anyio.to_thread.run_sync(claim_spool, path)
+    try:
+        claim = await anyio.to_thread.run_sync(claim_spool, path)
+    except OSError as exc:
+        raise SpoolError(f"cannot read spool file {path}: {exc.strerror}") from exc
     if isinstance(claim, str):
         logger.warning("replay skipped %s: %s", path, claim)
         result.files_skipped.append((path, claim))
@@ -66,6 +69,11 @@ async def replay_file(
     result.files.append(path)
     try:
         await replay_claimed(claim, result, delivery, attributes_size)
+    except OSError as exc:  # only the file's rewrite does I/O: delivery never raises it
+        raise SpoolError(
+            f"cannot rewrite spool file {path} ({exc.strerror}): its entries not yet "
+            "removed stay in it, and those already sent may be sent again"
+        ) from exc
     finally:
         claim.release()
 
@@ -99,11 +107,10 @@ async def replay_claimed(
     path, entries, invalid = claim.path, claim.entries, claim.invalid
     if invalid:
         logger.warning("%s: %d unreadable lines kept in place", path, len(invalid))
-    queue_name = queue_url.rsplit("/", 1)[-1]
     keep: list[bytes] = list(invalid)
     todo: deque[tuple[Message, bytes]] = deque()
     for index, entry in enumerate(entries):
-        if entry.queue_url.rsplit("/", 1)[-1] != queue_name:
+        if not entry.for_queue(queue_url):
             keep.append(entry.raw)
             result.messages_other_queue += 1
             continue

@@ -181,7 +181,7 @@ class SDK:
 
     def __repr__(self) -> str:
         return (
-            f"SDK(account={self._credentials.account!r}, queue_url={self._queue_url!r}, "
+            f"SDK(account={self._credentials.account!r}, "
             f"state={self._state!r})"
         )
 

@@ -140,7 +140,7 @@ class SQSTransport:
         self._client: Any = None
 
     def __repr__(self) -> str:
-        return f"SQSTransport(queue_url={self._queue_url!r}, signed={self._sign})"
+        return f"SQSTransport(region={self._region!r}, signed={self._sign})"
 
     @property
     def queue_url(self) -> str:

@@ -7,8 +7,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ import click
 import orjson
 from rich.console import Console
 
+from .._durable import fileio
 from .._engine.sdk import SDK
 from .._engine.transport import MemoryTransport, Message, SendOutcome, Transport
 from .._wire.encoding import decode_body
@@ -187,17 +188,28 @@ class StateFile:
 
     def _write(self, data: dict[str, Any]) -> None:
         payload = orjson.dumps(data, option=orjson.OPT_INDENT_2)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # mkstemp creates the file mode 0600: the state may hold cursors or tokens.
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        # Through the durable layer's I/O seam, so that the fault tests reach every
+        # call; a failure leaves the previous state in place and says so, typed.
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        fd = -1
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            fileio.mkdir(self.path.parent, 0o777)
+            # Mode 0600: the state may hold cursors or tokens.
+            fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            view = memoryview(payload)
+            while view:
+                view = view[fileio.write(fd, view):]
+            fileio.fsync(fd)
+            os.close(fd)
+            fd = -1
+            fileio.replace(tmp, self.path)
+        except BaseException as exc:
+            if fd >= 0:
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StateFileError(f"cannot save it: {exc.strerror}; the previous state "
+                                     "is kept") from exc
             raise
 
 

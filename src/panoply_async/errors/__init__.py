@@ -26,6 +26,7 @@ ever contains the api secret or the queue URL::
     │   └── RecordTypeError (TypeError)
     ├── ScaffoldError (ValueError)        ``init``: a name or directory that cannot be used
     ├── SendError                         a whole send request failed
+    ├── SpoolError                        a spool file that cannot be written or rewritten
     ├── SSHTunnelError                    the tunnel could not be opened
     ├── StateFileError (ValueError)       a --state-file that cannot be used
     ├── WALError                          the write-ahead log cannot be used
@@ -70,6 +71,7 @@ from ._exceptions import (
     RecordTypeError,
     ScaffoldError,
     SendError,
+    SpoolError,
     SSHTunnelConfigError,
     SSHTunnelError,
     StateFileError,
@@ -108,6 +110,7 @@ __all__ = [
     "SSHTunnelError",
     "ScaffoldError",
     "SendError",
+    "SpoolError",
     "StateFileError",
     "StreamError",
     "TokenValidationException",

@@ -234,6 +234,10 @@ class SendError(PanoplyError):
         self.code = code
 
 
+class SpoolError(PanoplyError):
+    """Replay could not read or rewrite a spool file: what it did not remove stays."""
+
+
 class StateFileError(PanoplyError, ValueError):
     """A ``--state-file`` that cannot be used: it is left as it is."""
 

@@ -73,7 +73,7 @@ class SDK:
         return secret.decode() if isinstance(secret, bytes) else secret
 
     def __repr__(self) -> str:
-        return f"panoply.SDK(account={self.account!r}, qurl={self.qurl!r})"
+        return f"panoply.SDK(account={self.account!r})"
 
     def __enter__(self) -> SDK:
         return self

@@ -89,7 +89,7 @@ class SyncSDK:
 
     def __repr__(self) -> str:
         return (
-            f"SyncSDK(account={self._account!r}, queue_url={self._queue_url!r}, "
+            f"SyncSDK(account={self._account!r}, "
             f"state={self._engine.state!r})"
         )
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ...errors import WALError, WALLockedError
+from .. import fileio
 from .format import LOCK_NAME
 
 __all__ = ["DirectoryLock", "forget_in_child"]
@@ -64,8 +65,10 @@ class DirectoryLock:
     def acquire(self) -> None:
         """Create the directory (0700) and take its lock, or raise :class:`WALLockedError`."""
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fileio.mkdir(self.directory, 0o700)
+            fd = fileio.open(
+                self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
         except OSError as exc:
             raise WALError(f"cannot use wal_dir {self.directory}: {exc.strerror}") from exc
         try:
@@ -78,8 +81,12 @@ class DirectoryLock:
                     f"wal_dir {self.directory} is in use by another live SDK (pid {holder})"
                 ) from None
             raise WALError(f"cannot lock wal_dir {self.directory}: {exc.strerror}") from exc
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            fileio.ftruncate(fd, 0)
+            fileio.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise WALError(f"cannot use wal_dir {self.directory}: {exc.strerror}") from exc
         self.fd = fd
 
     def release(self) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ...errors import WALError, WALLockedError
+from .. import fileio
 from .format import (
     DELIVERED,
     FAILED,
@@ -50,7 +51,8 @@ from .format import (
 )
 from .lock import DirectoryLock, forget_in_child
 from .packer import WalPacker
-from .segment import Segment, create_segment, fdatasync_all, unmap
+from .segment import Segment, append_acks, create_segment, fdatasync_all, unmap
+from .spares import SpareSegment
 
 __all__ = [
     "DELIVERED",
@@ -103,8 +105,10 @@ class WriteAheadLog:
         self._frame_segment: dict[int, int] = {}
         self._active: Segment | None = None
         #: a segment created ahead, in a worker thread, for the next rotation
-        self._spare: Segment | None = None
-        self._preparing = False
+        self.spare = SpareSegment(self.directory)
+        #: the last failure to write an acknowledgement, and how many were not logged
+        self.ack_error: OSError | None = None
+        self.acks_unlogged = 0
         self._next_segno = 1
         self._next_frame = 1
         #: let go (a forked child's copy of the parent's log, or a failed recovery)
@@ -115,6 +119,7 @@ class WriteAheadLog:
     def open(self) -> None:
         """Create the directory (0700) and take its lock, or raise :class:`WALLockedError`."""
         self._lock = DirectoryLock(self.directory)  # the directory may have been chosen since
+        self.spare.directory = self.directory
         self._lock.acquire()
         self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         forget_in_child(self)
@@ -144,8 +149,8 @@ class WriteAheadLog:
 
         Writing through this object afterwards raises :class:`WALError`.
         """
-        spare = [self._spare] if self._spare is not None else []
-        for segment in [*self._segments.values(), *spare]:
+        spare = self.spare.forget()
+        for segment in [*self._segments.values(), *([spare] if spare is not None else [])]:
             try:
                 unmap(segment)
             except (BufferError, OSError):  # a view still exported: drop our references
@@ -156,7 +161,7 @@ class WriteAheadLog:
         self._lock.forget()
         self._segments.clear()
         self._frame_segment.clear()
-        self._active = self._spare = None
+        self._active = None
         self._abandoned = True
         forget_in_child(self, registered=False)
 
@@ -168,9 +173,7 @@ class WriteAheadLog:
         if self._active is not None:
             self._active.active = False
             self._active = None
-        if self._spare is not None:
-            self._discard(self._spare)
-            self._spare = None
+        self.spare.discard()
         for segment in list(self._segments.values()):
             self._maybe_retire(segment)
         try:
@@ -217,13 +220,25 @@ class WriteAheadLog:
         if active is not None and self._fits(active):
             return True
         # A new segment is needed; the full one is retired unless frames hold it.
-        return self.busy_bytes + self.segment_bytes <= self.max_bytes
+        if self.busy_bytes + self.segment_bytes > self.max_bytes:
+            return False
+        # Only a segment created ahead in a worker thread will do: creating one
+        # here would stop the event loop for milliseconds. Once the attempt
+        # failed, a frame may begin: begin_frame then raises the failure.
+        if self.spare.settled or not self.spare.ahead:
+            return True
+        self.spare.want()
+        return False
 
     def _fits(self, segment: Segment) -> bool:
         return segment.pos + FRAME_HEADER_SIZE + self._frame_limit <= segment.size
 
     def begin_frame(self) -> tuple[memoryview, memoryview, int, int]:
-        """Start a frame in the active segment; returns (map, words, payload offset, frame id)."""
+        """Start a frame in the active segment; returns (map, words, payload offset, frame id).
+
+        Raises :class:`WALError` (and changes nothing) when a new segment is
+        needed and none could be prepared.
+        """
         if self._abandoned:
             raise WALError(f"the write-ahead log in {self.directory} was let go (fork?)")
         segment = self._active
@@ -252,16 +267,27 @@ class WriteAheadLog:
         segment.pos = align8(payload_at + len(body))
         segment.dirty = True
 
+    def check_next_frame(self, end: int) -> None:
+        """Raise :class:`WALError` unless a frame can begin once the open frame,
+        ending at ``end``, is sealed (see :meth:`begin_frame`)."""
+        active = self._active
+        need = align8(end) + FRAME_HEADER_SIZE + self._frame_limit
+        if (active is None or need > active.size) and self.spare.ahead and not self.spare.ready:
+            self.spare.fail()
+
     def _rotate(self) -> Segment:
+        if not self.spare.ahead and not self.spare.ready:  # blocking use: create it now
+            segno = self.reserve_spare()
+            if segno is not None:
+                try:
+                    self.add_spare(self.create_segment(segno))
+                except OSError as exc:
+                    self.add_spare(None, exc)
+        segment = self.spare.take()
         if self._active is not None:
             previous, self._active = self._active, None
             previous.active = False
             self._maybe_retire(previous)
-        segment, self._spare = self._spare, None
-        if segment is None:  # none prepared ahead: the caller waits for the file
-            segno = self._next_segno
-            self._next_segno += 1
-            segment = self.create_segment(segno)
         segment.active = segment.dirty = True
         self._segments[segment.segno] = segment
         self._active = segment
@@ -271,9 +297,11 @@ class WriteAheadLog:
     def reserve_spare(self) -> int | None:
         """A segment number to prepare ahead with :meth:`create_segment` (in a worker
         thread, then :meth:`add_spare`), or None when one is ready or under way."""
-        if self._spare is not None or self._preparing or not self._lock.held:
+        if not self._lock.held:
+            self.spare.wanted = False  # closed: nothing more to prepare
             return None
-        self._preparing = True
+        if not self.spare.reserve():
+            return None
         self._next_segno += 1
         return self._next_segno - 1
 
@@ -281,17 +309,10 @@ class WriteAheadLog:
         """Segment file ``segno``, created and mapped (a worker thread may call this)."""
         return create_segment(self.directory, segno, self.segment_bytes, self._digest)
 
-    def add_spare(self, segment: Segment | None) -> None:
-        """The segment :meth:`reserve_spare` asked for (None if creating it failed)."""
-        self._preparing = False
-        if segment is not None and not self._lock.held:  # closed meanwhile
-            self._discard(segment)
-        elif segment is not None:
-            self._spare = segment
-
-    def _discard(self, segment: Segment) -> None:
-        unmap(segment)
-        (self.directory / seg_name(segment.segno, "seg")).unlink(missing_ok=True)
+    def add_spare(self, segment: Segment | None, error: OSError | None = None) -> None:
+        """The segment :meth:`reserve_spare` asked for (None if creating it failed,
+        with the ``error`` that the next rotation raises)."""
+        self.spare.add(segment, error, closed=not self._lock.held)
 
     # -- acknowledgements and retirement -------------------------------------------
 
@@ -326,13 +347,18 @@ class WriteAheadLog:
             if not segment.active and not segment.pending and not segment.kept:
                 self._retire(segment)
                 continue
-            if not entries:
-                continue
-            if segment.ack_fd < 0:
-                path = self.directory / seg_name(segno, "ack")
-                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-                segment.ack_fd = os.open(path, flags, 0o600)
-            os.write(segment.ack_fd, b"".join(entries))
+            if entries:
+                self._log_acks(segment, b"".join(entries), len(entries))
+
+    def _log_acks(self, segment: Segment, data: bytes, count: int) -> None:
+        """Append acknowledgements. Never raises: delivery calls this, and a frame
+        whose acknowledgement is not on disk is only sent again on the next start
+        (counted in ``acks_unlogged``, the failure kept in ``ack_error``)."""
+        try:
+            append_acks(self.directory / seg_name(segment.segno, "ack"), segment, data)
+        except OSError as exc:
+            self.ack_error = exc
+            self.acks_unlogged += count
 
     def _maybe_retire(self, segment: Segment) -> None:
         if not segment.active and not segment.pending and not segment.kept:
@@ -341,8 +367,13 @@ class WriteAheadLog:
     def _retire(self, segment: Segment) -> None:
         unmap(segment)
         del self._segments[segment.segno]
-        for kind in ("seg", "ack"):
-            (self.directory / seg_name(segment.segno, kind)).unlink(missing_ok=True)
+        try:
+            # The segment first: an acknowledgement file left alone is removed
+            # by recovery, a segment left alone is recovered as acknowledged.
+            for kind in ("seg", "ack"):
+                fileio.unlink(self.directory / seg_name(segment.segno, kind))
+        except OSError:
+            pass  # the next start finds its frames acknowledged, or nothing
         self._dir_dirty = True
 
     # -- syncing -------------------------------------------------------------------
@@ -391,7 +422,16 @@ class WriteAheadLog:
         Returns the unacknowledged frames in log order and a report. Segments
         of this queue stay tracked (and are deleted once their frames are
         finished); foreign files and other queues' segments are left alone.
+        Raises OSError when a file cannot be read; then nothing is tracked, so
+        that closing the log deletes nothing it did not recover.
         """
+        try:
+            return self._recover()
+        except BaseException:
+            self._segments.clear()
+            raise
+
+    def _recover(self) -> tuple[list[RecoveredFrame], RecoveryReport]:
         report = RecoveryReport()
         frames: list[RecoveredFrame] = []
         segnos: set[int] = set()
@@ -406,10 +446,10 @@ class WriteAheadLog:
             if match.group(2) == "seg":
                 segnos.add(segno)
             elif not (self.directory / seg_name(segno, "seg")).exists():
-                (self.directory / entry).unlink(missing_ok=True)  # its segment is gone
+                fileio.unlink(self.directory / entry)  # its segment is gone
         for segno in sorted(segnos):
             name = seg_name(segno, "seg")
-            data = (self.directory / name).read_bytes()
+            data = fileio.read_bytes(self.directory / name)
             found, digest, dropped = read_segment(name, data)
             report.dropped.extend(dropped)
             if digest is not None and digest != self._digest:
@@ -418,14 +458,14 @@ class WriteAheadLog:
             if digest is None:
                 if not data.strip(b"\0"):  # created, never written: nothing to keep
                     report.empty_files.append(name)
-                    (self.directory / name).unlink()
+                    fileio.unlink(self.directory / name)
                 else:
                     report.foreign_files.append(name)
                 continue
             ack_name = seg_name(segno, "ack")
             ack_path = self.directory / ack_name
             acked, ack_dropped = read_acks(
-                ack_name, ack_path.read_bytes() if ack_path.exists() else b""
+                ack_name, fileio.read_bytes(ack_path) if ack_path.exists() else b""
             )
             report.dropped.extend(ack_dropped)
             segment = Segment(segno, len(data))

@@ -20,6 +20,8 @@ class FrameLog(Protocol):
 
     def seal_frame(self, payload_at: int, body: bytes, frame_id: int) -> None: ...
 
+    def check_next_frame(self, end: int) -> None: ...
+
 _NO_FRAME = memoryview(bytearray())
 
 
@@ -102,8 +104,16 @@ class WalPacker(Packer):
         self.records += 1
         self.room -= len(body) + len(tail)
 
+    def _take_before_begin(self) -> tuple[bytes, int] | None:
+        """Seal the open frame to begin the next one, but only once the next one
+        can begin: a sealed message that never reaches the caller would be stranded."""
+        self._wal.check_next_frame(self._pos)
+        return self.take()
+
     def add(self, line: bytes) -> tuple[bytes, int] | None:
-        finished = self.take() if self.size + len(line) > self._body_limit else None
+        finished = None
+        if self.size + len(line) > self._body_limit:
+            finished = self._take_before_begin()
         if not self.records:
             self._begin()
         p = self._pos + len(line)
@@ -127,7 +137,7 @@ class WalPacker(Packer):
     def add_record(self, body: bytes, tail: bytes) -> tuple[bytes, int] | None:
         finished = None
         if self.size + len(body) + len(tail) > self._body_limit:
-            finished = self.take()
+            finished = self._take_before_begin()
         self.append_record(body, tail)
         return finished
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import zlib
 from pathlib import Path
 
+from .. import fileio
 from .format import SEG_HEADER, SEG_HEADER_SIZE, SEGMENT_MAGIC, VERSION, seg_name
 
-__all__ = ["Segment", "create_segment", "fdatasync_all", "unmap"]
+__all__ = ["Segment", "append_acks", "create_segment", "fdatasync_all", "unmap"]
 
 
 class Segment:
@@ -29,6 +31,11 @@ class Segment:
         self.pending: set[int] = set()
         #: frames this process gave up on without spooling: kept for the next start
         self.kept = 0
+        #: bytes of good entries in the ``.ack`` file: a failed append is cut back to it
+        self.ack_bytes = 0
+        #: an append to the ``.ack`` file failed and could not be cut back: no more
+        #: acknowledgements go there (its frames are sent again on the next start)
+        self.acks_lost = False
         self.active = False
         self.dirty = False
 
@@ -38,24 +45,24 @@ def create_segment(directory: Path, segno: int, size: int, digest: bytes) -> Seg
     state, so a worker thread may run it while the event loop appends."""
     segment = Segment(segno, size)
     path = directory / seg_name(segno, "seg")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = fileio.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         # The header first: a crash while preparing leaves a segment without
         # frames, which recovery removes without a report.
         header = bytearray(SEG_HEADER_SIZE)
         SEG_HEADER.pack_into(header, 0, SEGMENT_MAGIC, VERSION, SEG_HEADER_SIZE, segno, digest, 0)
         header[60:64] = zlib.crc32(header[0:60]).to_bytes(4, "little")
-        os.pwrite(fd, header, 0)
+        fileio.pwrite(fd, header, 0)
         # Allocated now so that a full disk is an OSError here, never a
         # SIGBUS on a store into the mapping.
-        os.posix_fallocate(fd, 0, size)
+        fileio.fallocate(fd, 0, size)
         # Written once with zeros: appends then find their pages in the page
         # cache with blocks allocated, which halves the cost of the page
         # faults that stores into a fresh mapping take (measured).
         zeros = bytes(1 << 20)
         for offset in range(SEG_HEADER_SIZE, size, len(zeros)):
-            os.pwrite(fd, zeros[: size - offset], offset)
-        mm = mmap.mmap(fd, size)
+            fileio.pwrite(fd, zeros[: size - offset], offset)
+        mm = fileio.mmap(fd, size)
     except BaseException:
         os.close(fd)
         path.unlink(missing_ok=True)
@@ -63,6 +70,29 @@ def create_segment(directory: Path, segno: int, size: int, digest: bytes) -> Seg
     segment.fd, segment.mm, segment.view = fd, mm, memoryview(mm)
     segment.words = segment.view.cast("I")
     return segment
+
+
+def append_acks(path: Path, segment: Segment, data: bytes) -> None:
+    """Append entries to the segment's acknowledgement file at ``path``, or raise
+    OSError with the file as it was (a torn entry would garble every later one;
+    when even cutting it back fails, the segment takes no more entries)."""
+    if segment.acks_lost:
+        raise OSError(errno.EIO, "acknowledgements of this segment are no longer written")
+    try:
+        if segment.ack_fd < 0:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            segment.ack_fd = fileio.open(path, flags, 0o600)
+            segment.ack_bytes = os.fstat(segment.ack_fd).st_size
+        if fileio.write(segment.ack_fd, data) != len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError:
+        if segment.ack_fd >= 0:
+            try:
+                fileio.ftruncate(segment.ack_fd, segment.ack_bytes)
+            except OSError:
+                segment.acks_lost = True
+        raise
+    segment.ack_bytes += len(data)
 
 
 def unmap(segment: Segment) -> None:
@@ -84,7 +114,7 @@ def fdatasync_all(fds: list[int]) -> None:
     """Flush each descriptor's data to stable storage, then close it (worker thread)."""
     try:
         for fd in fds:
-            os.fdatasync(fd)
+            fileio.fdatasync(fd)
     finally:
         for fd in fds:
             os.close(fd)
