@@ -192,6 +192,19 @@ class WriteBuffer:
         await self._append_lines(encoded.lines, len(records))
         return len(records)
 
+    async def write_lines(self, lines: bytes | bytearray, count: int) -> None:
+        """Accept ``count`` records already encoded as whole lines by an
+        :class:`Encoder` with this buffer's line limit, joined. Only the line
+        count and the limit are checked again (a C-speed scan)."""
+        if not self.accepting:
+            raise self._not_open("write_lines")
+        if lines.count(b"\n") != count or (count and not lines.endswith(b"\n")):
+            raise ValueError(f"write_lines(): expected {count} whole lines")
+        if len(lines) > self._line_limit and max(map(len, lines.split(b"\n"))) >= self._line_limit:
+            raise ValueError(f"write_lines(): a line exceeds the limit of {self._line_limit} bytes")
+        if count:
+            await self._append_lines(lines, count)
+
     async def _append_lines(self, lines: bytes | bytearray, count: int) -> None:
         """Buffer ``count`` whole lines: as many at a time as the open message and
         the buffer bound allow; a line that does not fit goes through ``_accept``

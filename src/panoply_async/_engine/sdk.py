@@ -45,13 +45,7 @@ if TYPE_CHECKING:
     from .source import Source
 
 __all__ = [
-    "MAX_BATCH_ENTRIES",
-    "SDK",
-    "SDK_NAME",
-    "Checkpoint",
-    "ReplayResult",
-    "SDKConfig",
-    "Stats",
+    "MAX_BATCH_ENTRIES", "SDK", "SDK_NAME", "Checkpoint", "ReplayResult", "SDKConfig", "Stats",
 ]
 
 logger = logging.getLogger("panoply_async")
@@ -325,6 +319,12 @@ class SDK:
         ``shutdown_timeout`` meanwhile, ``RuntimeError`` says how many were.
         """
         return await self._buffer.write_many(table, records)
+
+    async def write_lines(self, lines: bytes | bytearray, count: int) -> None:
+        """Accept ``count`` records already encoded by :func:`encode_record` (within
+        ``max_message_bytes``), as whole lines joined; :class:`SyncSDK` passes its
+        callers' lines on this way, so each record is encoded once."""
+        await self._buffer.write_lines(lines, count)
 
     async def flush(self) -> None:
         """Send everything written so far and return once each message was
