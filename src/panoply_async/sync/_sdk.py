@@ -253,6 +253,8 @@ class SyncSDK:
     def _drain_at_exit(self, *, close: bool) -> None:
         """``flush()`` when the main thread ends, ``close()`` at interpreter exit;
         says how many records were left undelivered, if any."""
+        if self._engine.state is CLOSED:  # closed by its user, who saw the outcome
+            return
         try:
             if close:
                 self.close()
