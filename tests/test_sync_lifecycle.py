@@ -20,7 +20,7 @@ def test_start_opens_the_engine_before_the_first_write(
     vector_credentials: tuple[str, str],
 ) -> None:
     transport = MemoryTransport()
-    before = len(engine_threads())
+    before = engine_threads()
     conn = SyncSDK(*vector_credentials, transport=transport)
     assert conn.start() is conn
     assert transport.opened
@@ -74,7 +74,7 @@ def test_close_while_the_engine_starts_waits_for_it(
     vector_credentials: tuple[str, str],
 ) -> None:
     transport = GatedTransport()
-    before = len(engine_threads())
+    before = engine_threads()
     conn = SyncSDK(*vector_credentials, transport=transport)
     outcome: list[BaseException | None] = []
 
