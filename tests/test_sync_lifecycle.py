@@ -9,7 +9,14 @@ from collections.abc import Sequence
 import anyio.to_thread
 import pytest
 
-from panoply_async import DeliveryError, MemoryTransport, Message, SendError, SyncSDK
+from panoply_async import (
+    DeliveryError,
+    MemoryTransport,
+    Message,
+    SendError,
+    SyncSDK,
+    decode_body,
+)
 
 
 def engine_threads() -> set[threading.Thread]:
@@ -99,3 +106,24 @@ def test_close_while_the_engine_starts_waits_for_it(
     starter.join(30)
     opener.join(30)
     assert outcome == [None]
+
+
+def test_wide_records_from_eight_threads_arrive_once_each(
+    vector_credentials: tuple[str, str],
+) -> None:
+    # Wide records fill the hand-off fast: the pump and the writers race on it.
+    transport = MemoryTransport()
+    with SyncSDK(*vector_credentials, transport=transport) as conn:
+
+        def work(first: int) -> None:
+            for i in range(first, 8_000, 8):
+                conn.write("t", {"id": i, "pad": "x" * 2000})
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    ids = sorted(r["id"] for body in transport.bodies for r in decode_body(body))
+    assert ids == list(range(8_000))
+    assert conn.stats.records_delivered == 8_000

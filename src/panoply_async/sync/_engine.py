@@ -1,9 +1,10 @@
 """The engine behind :class:`SyncSDK`: one thread running an event loop and an
 :class:`SDK`, fed through a hand-off batch that caller threads append to.
 
-Writes cross threads in batches, not one by one: a caller appends its encoded
-lines under ``lock``; the pump takes the whole batch at once and hands it to
-``SDK.write_lines`` (no record is encoded twice). A caller pays a thread hop
+Writes cross threads in batches, not one by one: a caller copies its encoded
+line into the batch's one buffer under ``lock`` (orjson's output is not kept:
+each such object holds a 4 KiB buffer); the pump takes the whole batch at once
+and hands its buffer to ``SDK.write_lines`` (no record is encoded twice). A caller pays a thread hop
 only when the pump was idle. While the batch holds ``handoff_bytes``, callers
 wait on ``room``: backpressure reaches them from the SDK's own bounded buffer
 through the pump, and nothing is dropped.
@@ -30,18 +31,15 @@ import anyio.abc
 from .._engine.sdk import SDK, Stats
 from ._threads import new_loop, spare_thread
 
-__all__ = ["CLOSED", "CLOSING", "NEW", "OPEN", "Batch", "Engine"]
+__all__ = ["CLOSED", "CLOSING", "NEW", "OPEN", "Batch", "Engine", "Line"]
 
 logger = logging.getLogger("panoply_async")
 
 NEW, OPEN, CLOSING, CLOSED = "new", "open", "closing", "closed"
-# Lines handed to write_lines() at a time: the loop stays responsive, and a
-# failure is placed to within one run.
-_RUN_LINES = 512
 
 
 class _Flush:
-    """A flush request travelling through the hand-off batch with the records."""
+    """A flush request travelling through the hand-off with the records."""
 
     __slots__ = ("future",)
 
@@ -49,17 +47,33 @@ class _Flush:
         self.future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
 
-class Batch:
-    """Lines (and flush markers) handed over together; ``done`` once the pump
-    wrote them. ``failed_at``: index of the first item the SDK did not accept."""
+#: a record's line as ``(body, tail)``: ``body[:-1] + b"," + tail`` when ``tail``
+#: is not empty (the fast path's split form), else ``body`` itself
+Line = tuple[bytes, bytes]
 
-    __slots__ = ("done", "error", "failed_at", "items")
+
+class Batch:
+    """Lines handed over together, in one buffer; ``done`` once the pump wrote
+    them. ``failed_at``: the number of the first record the SDK did not accept."""
+
+    __slots__ = ("data", "done", "error", "failed_at", "flushes", "records")
 
     def __init__(self) -> None:
-        self.items: list[bytes | _Flush] = []
+        self.data = bytearray()
+        self.records = 0
+        #: flushes in order: (bytes of lines before it, the flush)
+        self.flushes: list[tuple[int, _Flush]] = []
         self.done = False
         self.failed_at = -1
         self.error: BaseException | None = None
+
+    def add(self, body: bytes, tail: bytes) -> None:
+        data = self.data
+        data += body
+        if tail:
+            data[-1] = 0x2C  # the body's closing brace becomes a comma
+            data += tail
+        self.records += 1
 
     def fail(self, at: int, error: BaseException) -> None:
         if self.failed_at < 0 or at < self.failed_at:
@@ -82,7 +96,6 @@ class Engine:
         self.landed = threading.Condition(self.lock)
         self.state = NEW
         self.batch = Batch()
-        self.pending_records = 0
         self.pending_bytes = 0
         self.pump_idle = False
         self.rejected = 0
@@ -120,8 +133,9 @@ class Engine:
                 error, self.error = self.error, None
                 raise error or RuntimeError("the SyncSDK engine stopped while starting")
 
-    def put(self, items: Sequence[bytes | _Flush], records: int, size: int) -> None:
-        """Hand ``items`` to the pump; with a log, return once they are in it."""
+    def put(self, lines: Sequence[Line], size: int, flush: _Flush | None = None) -> None:
+        """Hand ``lines`` (and then ``flush``) to the pump; with a log, return once
+        the lines are in it, or raise what the log raised."""
         if self.state is not OPEN:
             self.start()
         with self.lock:
@@ -132,17 +146,19 @@ class Engine:
             if self.state is not OPEN:
                 raise RuntimeError(f"write() called on a SyncSDK that is {self.state}")
             batch = self.batch
-            first = len(batch.items)
-            batch.items.extend(items)
-            self.pending_records += records
+            first = batch.records
+            for body, tail in lines:
+                batch.add(body, tail)
+            if flush is not None:
+                batch.flushes.append((len(batch.data), flush))
             self.pending_bytes += size
             if self.pump_idle:
                 self.wake()
-            if not self.durable or not records or threading.current_thread() is self.thread:
+            if not self.durable or not lines or threading.current_thread() is self.thread:
                 return
             while not batch.done:
                 self.landed.wait()
-        if 0 <= batch.failed_at < first + len(items):
+        if 0 <= batch.failed_at < first + len(lines):
             assert batch.error is not None
             raise batch.error
 
@@ -170,7 +186,7 @@ class Engine:
                     )
             return
         marker = _Flush()
-        self.put((marker,), 0, 0)
+        self.put((), 0, marker)
         try:
             marker.future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -228,7 +244,7 @@ class Engine:
                 setattr(stats, name, value)
         with self.lock:
             # Records on their way to the SDK count as accepted and pending.
-            waiting = self.pending_records
+            waiting = self.batch.records
             if self._taken is not None:
                 waiting += self._taken_records - (stats.records_accepted - self._base)
             stats.records_rejected += self.rejected
@@ -261,7 +277,7 @@ class Engine:
         with self.lock:
             self.state = CLOSED
             self._loop = None
-            lost, self.pending_records = self.pending_records, 0
+            lost = self.batch.records
             for batch in (self._taken, self.batch):
                 if batch is not None and not batch.done:
                     batch.fail(0, error)
@@ -293,11 +309,11 @@ class Engine:
         while True:
             with self.lock:
                 batch = self.batch
-                if batch.items:
+                taken = bool(batch.data or batch.flushes)  # writers may add to it below
+                if taken:
                     self.batch = Batch()
-                    self._taken, self._taken_records = batch, self.pending_records
+                    self._taken, self._taken_records = batch, batch.records
                     self._base = conn.stats.records_accepted
-                    self.pending_records = 0
                     # Writers may refill the hand-off while this batch goes in: at
                     # most twice handoff_bytes wait outside the SDK's buffer.
                     self.pending_bytes = 0
@@ -306,7 +322,7 @@ class Engine:
                     return
                 else:
                     self.pump_idle = True
-            if not batch.items:
+            if not taken:
                 await wakeup.wait()
                 wakeup.clear()
                 continue
@@ -322,36 +338,34 @@ class Engine:
         self, conn: SDK, task_group: anyio.abc.TaskGroup, batch: Batch
     ) -> None:
         # The order of writes is kept: a flush goes after what came before it.
-        run: list[bytes] = []
-        start = 0
-        for index, item in enumerate(batch.items):
-            if isinstance(item, bytes):
-                if not run:
-                    start = index
-                run.append(item)
-                if len(run) < _RUN_LINES:
-                    continue
-            if run and batch.failed_at < 0:
-                await self._write_run(conn, batch, start, run)
-            run = []
-            if isinstance(item, _Flush):
-                if batch.failed_at >= 0:  # what it waits for was refused
-                    item.future.set_exception(batch.error or RuntimeError("write failed"))
-                    continue
-                self._flushes.add(item.future)
-                task_group.start_soon(self._flush, conn, item.future)
-        if run and batch.failed_at < 0:
-            await self._write_run(conn, batch, start, run)
+        data, pos = batch.data, 0
+        for offset, flush in batch.flushes:
+            if offset > pos and batch.failed_at < 0:
+                part = bytes(data[pos:offset])
+                await self._write_lines(conn, batch, part, part.count(b"\n"))
+            pos = offset
+            if batch.failed_at >= 0:  # what it waits for was refused
+                flush.future.set_exception(batch.error or RuntimeError("write failed"))
+                continue
+            self._flushes.add(flush.future)
+            task_group.start_soon(self._flush, conn, flush.future)
+        if len(data) > pos and batch.failed_at < 0:
+            if pos == 0:  # the common case: no flush in the batch, no pass over it
+                await self._write_lines(conn, batch, data, batch.records)
+            else:
+                part = bytes(data[pos:])
+                await self._write_lines(conn, batch, part, part.count(b"\n"))
 
-    async def _write_run(self, conn: SDK, batch: Batch, start: int, run: list[bytes]) -> None:
-        before = conn.stats.records_accepted
+    async def _write_lines(
+        self, conn: SDK, batch: Batch, lines: bytes | bytearray, count: int
+    ) -> None:
         try:
-            await conn.write_lines(b"".join(run), len(run))
+            await conn.write_lines(lines, count)
         except Exception as exc:
             if not self.durable:
                 raise  # the writers are gone: the engine fails and says what was lost
             # The writers wait: those whose records were not accepted raise this.
-            batch.fail(start + conn.stats.records_accepted - before, exc)
+            batch.fail(conn.stats.records_accepted - self._base, exc)
 
     async def _flush(self, conn: SDK, future: concurrent.futures.Future[None]) -> None:
         try:

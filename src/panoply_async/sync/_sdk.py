@@ -27,7 +27,7 @@ from .._wire.encoding import NONCHARACTER_LEAD, TABLE_KEY, Encoder
 from .._wire.encoding import default as _default
 from .._wire.packing import attributes_size
 from ..errors import RecordError
-from ._engine import CLOSED, NEW, OPEN, Engine
+from ._engine import CLOSED, NEW, OPEN, Engine, Line
 from ._support import pin_forever, process_hooks
 from ._threads import EventThread, spare_thread
 
@@ -150,19 +150,18 @@ class SyncSDK:
         ``wal_dir`` it returns once the record is in the log, and raises what
         the log raised (a full disk) when it could not take the record.
         """
-        line = self._encode(table, data)
+        body, tail = self._encode(table, data)
         engine = self._engine
         if not self._durable:
             # Engine.put() inlined for the common case: room, engine running.
             with engine.lock:
                 if engine.pending_bytes < engine.handoff_bytes and engine.state is OPEN:
-                    engine.batch.items.append(line)
-                    engine.pending_records += 1
-                    engine.pending_bytes += len(line)
+                    engine.batch.add(body, tail)
+                    engine.pending_bytes += len(body) + len(tail)
                     if engine.pump_idle:
                         engine.wake()
                     return
-        self._put((line,), 1, len(line))
+        self._put(((body, tail),))
 
     def write_many(self, table: str, records: Sequence[Mapping[str, Any]]) -> int:
         """Accept several records for ``table``; returns how many were accepted.
@@ -172,7 +171,7 @@ class SyncSDK:
         """
         lines = [self._encode(table, data) for data in records]
         if lines:
-            self._put(lines, len(lines), sum(map(len, lines)))
+            self._put(lines)
         return len(lines)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -206,7 +205,10 @@ class SyncSDK:
 
     # -- internals -----------------------------------------------------------------
 
-    def _encode(self, table: str, data: Mapping[str, Any]) -> bytes:
+    def _encode(self, table: str, data: Mapping[str, Any]) -> Line:
+        """The record's line as the SDK's write path makes it: ``(body, tail)`` for
+        the line ``body[:-1] + b"," + tail``, else ``(line, b"")`` from the general
+        encoder, which also raises the precise :class:`RecordError`."""
         tail = self._tails.get(table) if type(table) is str else None
         if tail is not None and type(data) is dict and TABLE_KEY not in data:
             try:
@@ -218,18 +220,18 @@ class SyncSDK:
                 and NONCHARACTER_LEAD not in body
                 and 2 < len(body) <= self._line_limit - len(tail)
             ):
-                return body[:-1] + b"," + tail
+                return body, tail
         try:
-            return self._encoder.encode(table, data)
+            return self._encoder.encode(table, data), b""
         except RecordError:
             with self._engine.lock:
                 self._engine.rejected += 1
             raise
 
-    def _put(self, items: Sequence[bytes], records: int, size: int) -> None:
+    def _put(self, lines: Sequence[Line]) -> None:
         if self._engine.state is not OPEN:
             self._start()
-        self._engine.put(items, records, size)
+        self._engine.put(lines, sum(len(body) + len(tail) for body, tail in lines))
 
     def _start(self) -> None:
         if self._engine.state is NEW and any(
