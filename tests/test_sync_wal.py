@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import anyio
+import pytest
 
 from panoply_async import SDK
 from panoply_async.testing import LocalQueue
@@ -72,6 +73,7 @@ async def recover(q: LocalQueue, wal_dir: Path) -> None:
             pass
 
 
+@pytest.mark.main_only  # about 5 s: 20,000 writes, each waiting for the log
 def test_sigkill_after_the_last_write_loses_nothing(
     panoply_queue: LocalQueue, tmp_path: Path
 ) -> None:

@@ -259,14 +259,14 @@ class SyncSDK:
             return
         try:
             if close:
-                self.close()
+                # Bounded: an engine stuck in its start must not hang the exit.
+                self.close(2 * self._shutdown_timeout + 5)
             else:
                 self.flush(self._shutdown_timeout)
         except TimeoutError:
             logger.warning(
-                "%r: %d records still pending as the main thread ended; delivery goes on "
-                "until exit (then the rest is spooled or reported)",
-                self, self.stats.records_pending,
+                "%r: %d records still pending %s", self, self.stats.records_pending,
+                "at exit" if close else "as the main thread ended; delivery goes on until exit",
             )
         except Exception as exc:
             logger.error("%r: delivery at exit did not complete: %s", self, exc)
