@@ -79,3 +79,40 @@ def test_exit_with_server_unreachable_spools_every_record(tmp_path: Path, writer
     assert ids == list(range(RECORDS))
     # The exit says what was left undelivered.
     assert f"{RECORDS} records not delivered ({RECORDS} spooled" in done.stderr
+
+
+WAL_SCRIPT = """
+    import faulthandler, os, sys, threading
+    from panoply_async import SyncSDK
+
+    faulthandler.dump_traceback_later(50, exit=True)
+    conn = SyncSDK(os.environ["KEY"], os.environ["SECRET"], endpoint_url=os.environ["ENDPOINT"],
+                   wal_dir=sys.argv[1], shutdown_timeout=0.5, max_attempts=1000,
+                   backoff_max=0.05)
+
+    def worker():
+        threading.main_thread().join()
+        for i in range(100):
+            conn.write("t", {"id": i})
+        print("written", flush=True)
+
+    threading.Thread(target=worker).start()
+"""
+
+
+def test_exit_with_a_log_needs_no_new_thread(tmp_path: Path) -> None:
+    # The log's open, syncs and close run on the engine's thread when no
+    # worker thread may start (Python 3.12 after the main thread ended).
+    key, secret = make_credentials("exit")
+    env = {**os.environ, "KEY": key, "SECRET": secret,
+           "ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(WAL_SCRIPT), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "written" in done.stdout, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "100 records not delivered" in done.stderr
+    assert any(tmp_path.glob("wal-*.seg"))

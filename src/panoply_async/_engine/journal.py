@@ -33,6 +33,7 @@ from .._durable.wal.log import (
 from .._durable.wal.packer import WalPacker
 from .._wire.packing import pack_lines
 from ..errors import WALError, WALRecoveryError
+from .blocking import run_blocking
 from .transport import Message
 
 if TYPE_CHECKING:
@@ -104,8 +105,8 @@ class WalJournal:
         try:
             # Inside the try: a cancellation that lands while the thread takes the
             # lock must still release it.
-            await anyio.to_thread.run_sync(self._wal.open)
-            self._recovered, self.report = await anyio.to_thread.run_sync(self._wal.recover)
+            await run_blocking(self._wal.open)
+            self._recovered, self.report = await run_blocking(self._wal.recover)
             await self._prepare_spare()
         except BaseException:
             self._wal.close()
@@ -122,7 +123,7 @@ class WalJournal:
         try:
             # Shielded: a cancellation must not drop a segment the thread created.
             with anyio.CancelScope(shield=True):
-                segment = await anyio.to_thread.run_sync(self._wal.create_segment, segno)
+                segment = await run_blocking(self._wal.create_segment, segno)
         except OSError as exc:
             logger.error("could not prepare a write-ahead log segment: %s", exc)
         finally:
@@ -134,7 +135,7 @@ class WalJournal:
             return
         self._open = False
         try:
-            await anyio.to_thread.run_sync(self._wal.close)
+            await run_blocking(self._wal.close)
         except OSError as exc:
             logger.error("could not sync the write-ahead log in %s: %s", self.directory, exc)
 
@@ -256,7 +257,7 @@ class WalJournal:
             target = self._requested
             fds = self._wal.sync_fds()
             try:
-                await anyio.to_thread.run_sync(fdatasync_all, fds)
+                await run_blocking(fdatasync_all, fds)
             except OSError as exc:
                 self._sync_error = exc
                 logger.error("could not sync the write-ahead log in %s: %s", self.directory, exc)
