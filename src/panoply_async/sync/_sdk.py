@@ -150,18 +150,32 @@ class SyncSDK:
         ``wal_dir`` it returns once the record is in the log, and raises what
         the log raised (a full disk) when it could not take the record.
         """
-        body, tail = self._encode(table, data)
-        engine = self._engine
-        if not self._durable:
-            # Engine.put() inlined for the common case: room, engine running.
-            with engine.lock:
-                if engine.pending_bytes < engine.handoff_bytes and engine.state is OPEN:
-                    engine.batch.add(body, tail)
-                    engine.pending_bytes += len(body) + len(tail)
-                    if engine.pump_idle:
-                        engine.wake()
-                    return
-        self._put(((body, tail),))
+        # The common case inlined (this is the hot path): a known table, a plain
+        # dict that orjson takes as it is, an engine running with room.
+        tail = self._tails.get(table) if type(table) is str else None
+        if tail is not None and type(data) is dict and TABLE_KEY not in data and not self._durable:
+            try:
+                body = _dumps(data, default=_default)
+            except TypeError:
+                body = b""
+            size = len(body) + len(tail)
+            if len(body) > 2 and size <= self._line_limit and NONCHARACTER_LEAD not in body:
+                engine = self._engine
+                with engine.lock:
+                    if engine.pending_bytes < engine.handoff_bytes and engine.state is OPEN:
+                        batch = engine.batch
+                        buffer = batch.data
+                        buffer += body
+                        buffer[-1] = 0x2C  # as Batch.add(): the closing brace becomes a comma
+                        buffer += tail
+                        batch.records += 1
+                        engine.pending_bytes += size
+                        if engine.pump_idle:
+                            engine.wake()
+                        return
+                self._put(((body, tail),))  # waits for room, or starts the engine
+                return
+        self._put((self._encode(table, data),))
 
     def write_many(self, table: str, records: Sequence[Mapping[str, Any]]) -> int:
         """Accept several records for ``table``; returns how many were accepted.
