@@ -49,7 +49,7 @@ class _Flush:
 
 #: a record's line as ``(body, tail)``: ``body[:-1] + b"," + tail`` when ``tail``
 #: is not empty (the fast path's split form), else ``body`` itself
-Line = tuple[bytes, bytes]
+Line = tuple[bytes | bytearray, bytes]
 
 
 class Batch:
@@ -67,13 +67,14 @@ class Batch:
         self.failed_at = -1
         self.error: BaseException | None = None
 
-    def add(self, body: bytes, tail: bytes) -> None:
+    def add(self, body: bytes | bytearray, tail: bytes, records: int = 1) -> None:
+        """Append a line (``records`` whole lines when ``tail`` is empty)."""
         data = self.data
         data += body
         if tail:
             data[-1] = 0x2C  # the body's closing brace becomes a comma
             data += tail
-        self.records += 1
+        self.records += records
 
     def fail(self, at: int, error: BaseException) -> None:
         if self.failed_at < 0 or at < self.failed_at:
@@ -133,9 +134,16 @@ class Engine:
                 error, self.error = self.error, None
                 raise error or RuntimeError("the SyncSDK engine stopped while starting")
 
-    def put(self, lines: Sequence[Line], size: int, flush: _Flush | None = None) -> None:
+    def put(
+        self,
+        lines: Sequence[Line],
+        size: int,
+        flush: _Flush | None = None,
+        records: int | None = None,
+    ) -> None:
         """Hand ``lines`` (and then ``flush``) to the pump; with a log, return once
-        the lines are in it, or raise what the log raised."""
+        the lines are in it, or raise what the log raised. ``records``: set when
+        ``lines`` is one buffer of that many whole lines."""
         if self.state is not OPEN:
             self.start()
         with self.lock:
@@ -147,18 +155,23 @@ class Engine:
                 raise RuntimeError(f"write() called on a SyncSDK that is {self.state}")
             batch = self.batch
             first = batch.records
-            for body, tail in lines:
-                batch.add(body, tail)
+            if records is None:
+                records = len(lines)
+                for body, tail in lines:
+                    batch.add(body, tail)
+            else:
+                for body, _ in lines:
+                    batch.add(body, b"", records)
             if flush is not None:
                 batch.flushes.append((len(batch.data), flush))
             self.pending_bytes += size
             if self.pump_idle:
                 self.wake()
-            if not self.durable or not lines or threading.current_thread() is self.thread:
+            if not self.durable or not records or threading.current_thread() is self.thread:
                 return
             while not batch.done:
                 self.landed.wait()
-        if 0 <= batch.failed_at < first + len(lines):
+        if 0 <= batch.failed_at < first + records:
             assert batch.error is not None
             raise batch.error
 

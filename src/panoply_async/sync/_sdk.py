@@ -22,6 +22,7 @@ from orjson import dumps as _dumps
 
 from .._engine.events import Handler
 from .._engine.sdk import SDK, SDK_NAME, Stats
+from .._wire.batch import encode_batch
 from .._wire.credentials import parse_credentials
 from .._wire.encoding import NONCHARACTER_LEAD, TABLE_KEY, Encoder
 from .._wire.encoding import default as _default
@@ -183,10 +184,17 @@ class SyncSDK:
         Every record is encoded first: if one is bad, it raises and none is
         accepted. With ``wal_dir`` it returns once they are in the log.
         """
-        lines = [self._encode(table, data) for data in records]
-        if lines:
-            self._put(lines)
-        return len(lines)
+        if type(records) is not list:
+            records = list(records)
+        if not records:
+            return 0
+        tail = self._tails.get(table) if type(table) is str else None
+        encoded = None if tail is None else encode_batch(records, tail, self._line_limit)
+        if encoded is not None:  # every line in one buffer, made by C code
+            self._put(((encoded.lines, b""),), len(records))
+        else:  # records that need the general encoder (or an unknown table)
+            self._put([self._encode(table, data) for data in records])
+        return len(records)
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything written so far; return once SQS acknowledged it (or it
@@ -242,10 +250,11 @@ class SyncSDK:
                 self._engine.rejected += 1
             raise
 
-    def _put(self, lines: Sequence[Line]) -> None:
+    def _put(self, lines: Sequence[Line], records: int | None = None) -> None:
         if self._engine.state is not OPEN:
             self._start()
-        self._engine.put(lines, sum(len(body) + len(tail) for body, tail in lines))
+        size = sum(len(body) + len(tail) for body, tail in lines)
+        self._engine.put(lines, size, records=records)
 
     def _start(self) -> None:
         if self._engine.state is NEW and any(
