@@ -1,4 +1,5 @@
-"""CPU per record of ``SyncSDK.write()`` (1 and 8 writer threads) against ``await SDK.write()``.
+"""CPU per record of ``SyncSDK.write()`` (1 and 8 writer threads) against ``await SDK.write()``,
+and the first write after ``SyncSDK.start()`` against a warm write.
 
 ``python -m benchmarks.sync_write [--records N] [--repeats R]``. Both run on
 ``MemoryTransport(keep_bodies=False)``; the process CPU time counts every
@@ -59,6 +60,26 @@ def _sync_write(records: list[Record], threads: int) -> float:
     return cpu
 
 
+def _first_write_after_start(record: Record) -> tuple[float, float]:
+    """Wall time of the first ``write()`` after ``start()`` and of a warm one (the
+    median of 100 later ones, each after a flush(), so that each finds the engine
+    idle as the first did): what a request pays in a worker that called start()
+    in gunicorn's ``post_fork``, against what later requests pay."""
+    transport = panoply_async.MemoryTransport(keep_bodies=False)
+    with panoply_async.SyncSDK(*_credentials(), transport=transport) as conn:
+        conn.start()
+        start = time.perf_counter()
+        conn.write(TABLE, record)
+        first = time.perf_counter() - start
+        warm = []
+        for _ in range(100):
+            conn.flush()
+            start = time.perf_counter()
+            conn.write(TABLE, record)
+            warm.append(time.perf_counter() - start)
+    return first, statistics.median(warm)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=200_000)
@@ -82,6 +103,14 @@ def main(argv: list[str] | None = None) -> None:
             f"{kind}: SDK.write {us[0]:.2f} µs/record; SyncSDK.write 1 thread "
             f"{us[1]:.2f} µs ({ratios[0]:.2f}x), 8 threads {us[2]:.2f} µs ({ratios[1]:.2f}x)"
         )
+    record = take(make_pool("small"), 1)[0]
+    runs = [_first_write_after_start(record) for _ in range(args.repeats)]
+    first = statistics.median(f for f, _ in runs) * 1e6
+    warm = statistics.median(w for _, w in runs) * 1e6
+    print(
+        f"first SyncSDK.write after start(): {first:.1f} µs; a warm write {warm:.1f} µs "
+        f"({first / warm:.1f}x)"
+    )
 
 
 if __name__ == "__main__":

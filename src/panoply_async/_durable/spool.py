@@ -22,10 +22,16 @@ lock without waiting, skips a file whose writer is alive, and keeps holding it
 across its rewrites (each new version is locked before it is renamed into
 place). Whatever a rewrite finds beyond the bytes replay read is kept, so
 replay never deletes or replaces bytes it did not read.
+
+Locks are not inherited: a forked child closes its copies of every lock fd
+(``os.register_at_fork``) and forgets the files, so a parent's closed spool
+is never held by a child that lives on (``close`` would not release a lock
+whose open file another process shares). The fds are ``O_CLOEXEC`` too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -33,6 +39,7 @@ import hashlib
 import os
 import secrets
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +60,29 @@ __all__ = [
 ]
 
 SUFFIX = ".jsonl"
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class _LockHolders:
+    """Every open spool fd of this process, so that a forked child can drop them."""
+
+    def __init__(self) -> None:
+        self._holders: weakref.WeakSet[SpoolFile | SpoolClaim] = weakref.WeakSet()
+
+    def add(self, holder: SpoolFile | SpoolClaim) -> None:
+        self._holders.add(holder)
+
+    def after_fork_in_child(self) -> None:
+        # No lock taken here: another thread of the parent may have held one at
+        # the fork, and only this thread exists in the child.
+        for holder in list(self._holders):
+            holder.forget_after_fork()
+        self._holders = weakref.WeakSet()
+
+
+_lock_holders = _LockHolders()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_lock_holders.after_fork_in_child)
 
 
 def queue_tag(queue_url_or_name: str) -> str:
@@ -97,6 +127,7 @@ class SpoolFile:
         self._torn = False
         # give-ups of several senders may append from worker threads at once
         self._lock = threading.Lock()
+        _lock_holders.add(self)
 
     @property
     def directory(self) -> Path:
@@ -120,7 +151,9 @@ class SpoolFile:
         # never find this file unlocked while this SDK is open.
         hidden = path.with_name(f".{name}.new")
         # Readable too: hand_over() reads it through this descriptor, under its lock.
-        fd = fileio.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fd = fileio.open(
+            hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | _CLOEXEC, 0o600
+        )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fileio.rename(hidden, path)
@@ -200,11 +233,24 @@ class SpoolFile:
             if fd is not None:
                 os.close(fd)
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: close this copy of the fd (the parent's lock stays
+        the parent's) and start afresh; a later append makes a file of its own."""
+        fd, self._fd, self._path = self._fd, None, None
+        self._lock = threading.Lock()
+        if fd is not None:
+            _close_quietly(fd)
+
     def __del__(self) -> None:
         # A safety net only: the SDK closes its spool when it closes.
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -274,7 +320,7 @@ def rewrite_spool(path: Path, keep: Iterable[bytes]) -> None:
     fileio.replace(tmp, path)
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: fork bookkeeping holds it in a WeakSet
 class SpoolClaim:
     """A spool file held by one replay: its entries, and the lock on it.
 
@@ -310,7 +356,7 @@ class SpoolClaim:
             self.release()  # nothing left to hold
             return
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        new = fileio.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        new = fileio.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600)
         try:
             # The new version is locked before it takes the name, so the claim
             # never lapses (another replay would skip it, not race us).
@@ -325,6 +371,9 @@ class SpoolClaim:
         _fsync_directory(self.path.parent)
         self._fd, self._known = new, len(kept)
         os.close(fd)
+
+    def __post_init__(self) -> None:
+        _lock_holders.add(self)
 
     @property
     def held(self) -> bool:
@@ -344,13 +393,19 @@ class SpoolClaim:
         if fd is not None:
             os.close(fd)
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop this copy of the lock; the claim is the parent's."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            _close_quietly(fd)
+
 
 def claim_spool(path: Path) -> SpoolClaim | str:
     """Lock ``path`` for replay and read it; or say why not (its writer is alive,
     or it is gone). Never waits. Blocking I/O."""
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
         except FileNotFoundError:
             return "gone (replayed or removed meanwhile)"
         try:

@@ -168,6 +168,19 @@ class WriteBuffer:
         await self._append_lines(encoded.lines, len(records))
         return len(records)
 
+    async def write_lines(self, lines: bytes | bytearray, count: int) -> None:
+        """Accept ``count`` records already encoded as whole lines by an
+        :class:`Encoder` with this buffer's line limit, joined; ``count`` must be
+        their number (not recounted: this path exists to save passes over the
+        bytes). A line over the limit raises ``ValueError`` when reached (the
+        lines before it are accepted)."""
+        if not self.accepting:
+            raise self._not_open("write_lines")
+        if count < 0 or (count and not lines.endswith(b"\n")) or count > len(lines) // 3:
+            raise ValueError(f"write_lines(): expected {count} whole lines")
+        if count:
+            await self._append_lines(lines, count)
+
     async def _append_lines(self, lines: bytes | bytearray, count: int) -> None:
         """Buffer ``count`` whole lines: as many at a time as the open message and
         the buffer bound allow; a line that does not fit goes through ``_accept``
@@ -183,6 +196,11 @@ class WriteBuffer:
                     end = lines.rfind(b"\n", pos, pos + room) + 1
                     if end <= pos:  # not even the next line fits
                         end = lines.index(b"\n", pos) + 1
+                        if end - pos > self._line_limit:  # only write_lines() can get here
+                            raise ValueError(
+                                f"write_lines(): a line exceeds {self._line_limit} bytes; "
+                                f"{count - left} of {count} records were accepted"
+                            )
                         try:
                             await self._accept(bytes(view[pos:end]))
                         except RuntimeError as exc:  # sealed by shutdown while waiting

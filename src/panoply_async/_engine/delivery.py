@@ -35,6 +35,7 @@ import anyio
 
 from .._durable.spool import SpoolFile
 from ..errors import DeliveryError, SendError
+from .blocking import run_blocking
 from .checkpoint import Watermark
 from .concurrency import THROTTLING_CODES, ConcurrencyController
 from .config import SDKConfig
@@ -411,7 +412,7 @@ class Delivery:
                 # spool file is opened (and named) by the first append.
                 with anyio.CancelScope(shield=True):
                     async with self._spool_lock:
-                        spooled_to = await anyio.to_thread.run_sync(
+                        spooled_to = await run_blocking(
                             spool.append,
                             self._queue_url,
                             [(m.body, m.records) for m in messages],

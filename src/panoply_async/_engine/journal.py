@@ -38,6 +38,7 @@ from .._durable.wal.packer import WalPacker
 from .._durable.wal.slots import claim_slot
 from .._durable.wal.states import StateLog, read_states
 from ..errors import WALError, WALRecoveryError
+from .blocking import run_blocking
 from .recovery import Recovery, RecoveryHooks, Unit
 from .transport import Message
 
@@ -126,7 +127,7 @@ class WalJournal:
             # Inside the try: a cancellation that lands while the thread takes the
             # lock must still release it.
             try:
-                await anyio.to_thread.run_sync(self._claim)
+                await run_blocking(self._claim)
             except OSError as exc:
                 raise WALError(f"cannot use wal_dir {self.directory}: {exc.strerror}") from exc
             await self._prepare_spare()
@@ -161,7 +162,7 @@ class WalJournal:
         try:
             # Shielded: a cancellation must not drop a segment the thread created.
             with anyio.CancelScope(shield=True):
-                segment = await anyio.to_thread.run_sync(self._wal.create_segment, segno)
+                segment = await run_blocking(self._wal.create_segment, segno)
         except OSError as exc:
             error = exc
             logger.error("could not prepare a write-ahead log segment: %s", exc)
@@ -181,7 +182,7 @@ class WalJournal:
         unlogged, error = 0, None
         for wal in [self._wal, *self.recovery.adopted()]:
             try:
-                await anyio.to_thread.run_sync(wal.close)
+                await run_blocking(wal.close)
             except OSError as exc:
                 logger.error("could not sync the write-ahead log in %s: %s", wal.directory, exc)
             if wal.ack_error is not None:
@@ -315,7 +316,7 @@ class WalJournal:
         target = self._requested
         fds = self._wal.sync_fds()
         try:
-            await anyio.to_thread.run_sync(fdatasync_all, fds)
+            await run_blocking(fdatasync_all, fds)
         except OSError as exc:
             self._sync_error = exc
             logger.error("could not sync the write-ahead log in %s: %s", self.directory, exc)

@@ -29,6 +29,7 @@ from .._durable.wal.slots import open_if_free, other_slots
 from .._durable.wal.states import LoggedState, StateLog, committable_states, read_states
 from .._wire.packing import pack_lines
 from ..errors import WALError, WALRecoveryError
+from .blocking import run_blocking
 from .events import EventEmitter
 from .stats import Stats
 
@@ -145,7 +146,7 @@ class Recovery:
         """Resend a dead owner's slot, then release it; a slot that cannot be read is
         left as it is (logged), never a failure of this SDK."""
         try:
-            wal = await anyio.to_thread.run_sync(open_if_free, self._root, number, self._make)
+            wal = await run_blocking(open_if_free, self._root, number, self._make)
         except (OSError, WALError) as exc:
             logger.error("could not adopt slot %d of %s: %s", number, self._root, exc)
             return
@@ -153,7 +154,7 @@ class Recovery:
             return  # its owner lives
         self._adopted.append(wal)
         try:
-            unit = await anyio.to_thread.run_sync(self._read, wal)
+            unit = await run_blocking(self._read, wal)
         except OSError as exc:
             logger.error("could not read the write-ahead log in %s: %s", wal.directory, exc)
             wal.abandon()  # not close(): that would retire segments it did not read
@@ -161,7 +162,7 @@ class Recovery:
         self.add(unit)
         await self._resend(unit, hooks, enqueue_frame)
         keep_states = self._done_with(unit)
-        await anyio.to_thread.run_sync(self._close_adopted, wal, keep_states)
+        await run_blocking(self._close_adopted, wal, keep_states)
 
     def _own_slot(self) -> int:
         own = self._own_dir

@@ -306,6 +306,12 @@ class SDK:
         :class:`BufferFullError` at once (counted in ``stats.records_shed``)."""
         self._buffer.write_nowait(table, data)
 
+    async def write_lines(self, lines: bytes | bytearray, count: int) -> None:
+        """Accept ``count`` records already encoded by :func:`encode_record` (within
+        ``max_message_bytes``), as whole lines joined; :class:`SyncSDK` passes its
+        callers' lines on this way, so each record is encoded once."""
+        await self._buffer.write_lines(lines, count)
+
     async def flush(self) -> None:
         """Send everything written so far and return once each message was
         acknowledged by SQS, or finally failed (then the ``error`` event fired

@@ -2,11 +2,12 @@
 
 ``write()`` encodes and validates in the caller's thread, so a bad record
 raises there and later changes to the caller's dict cannot change what is
-sent; the encoded record then goes to the engine (``_sync_engine``) in a batch
-with the others. The engine starts on first use; ``close()``, leaving the
-``with`` block, or interpreter exit drains it. After ``os.fork()`` the child
-forgets the parent's engine without touching it (its sockets and buffers
-belong to the parent) and starts a fresh one on first use.
+sent; the encoded line then goes to the engine (``_engine.py``) in a batch
+with the others, and on to the SDK as it is (each record is encoded once).
+The engine starts with :meth:`SyncSDK.start` or on first use; ``close()``,
+leaving the ``with`` block, or interpreter exit drains it. After
+``os.fork()`` the child forgets the parent's engine without touching it (its
+sockets and buffers belong to the parent) and starts a fresh one on first use.
 """
 
 from __future__ import annotations
@@ -18,21 +19,19 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from orjson import dumps as _dumps
+
 from .._engine.events import Handler
 from .._engine.sdk import SDK, SDK_NAME, Stats
+from .._wire.batch import encode_batch
 from .._wire.credentials import resolve_credentials
-from .._wire.encoding import TABLE_KEY, Encoder
+from .._wire.encoding import NONCHARACTER_LEAD, TABLE_KEY, Encoder
+from .._wire.encoding import default as _default
 from .._wire.packing import attributes_size
 from ..errors import RecordError
-from ._engine import CLOSED, NEW, OPEN, Engine
-from ._support import (
-    EventThread,
-    caller_body,
-    exact_copy,
-    flat_copy,
-    pin_forever,
-    process_hooks,
-)
+from ._engine import CLOSED, NEW, OPEN, Engine, Line
+from ._support import pin_forever, process_hooks
+from ._threads import EventThread, spare_thread
 
 __all__ = ["SyncSDK"]
 
@@ -77,9 +76,13 @@ class SyncSDK:
         self._line_limit = self._encoder.max_line_bytes
         self._account = sdk.account
         self._queue_url = sdk.queue_url
-        self._engine = Engine(self._new_sdk, sdk, _HANDOFF_BYTES)
+        self._durable = sdk.config.wal_dir is not None
+        self._engine = Engine(self._new_sdk, sdk, _HANDOFF_BYTES, self._durable)
         self._events = EventThread()
         process_hooks.track(self)
+        # Python 3.12 refuses new threads once the main thread ended: a worker's
+        # first write after that starts the engine on this spare.
+        spare_thread.ensure()
 
     def _new_sdk(self) -> SDK:
         sdk = SDK(self._apikey, self._apisecret, **self._options)
@@ -137,55 +140,68 @@ class SyncSDK:
 
         return enqueue
 
+    def start(self) -> SyncSDK:
+        """Start the engine now rather than at the first write; returns ``self``.
+
+        Idempotent. After it the first write costs what later ones do; call it
+        where a worker process begins (gunicorn's ``post_fork``, say). Raises
+        what opening the SDK raises (a locked ``wal_dir``, for instance).
+        """
+        self._start()
+        return self
+
     def write(self, table: str, data: Mapping[str, Any]) -> None:
         """Accept one record for ``table``; see :meth:`SDK.write` for the encoding rules.
 
         Blocks while the buffer is full; raises :class:`RecordError` here for a
-        record that cannot be sent (nothing of it is buffered).
+        record that cannot be sent (nothing of it is buffered). With
+        ``wal_dir`` it returns once the record is in the log, and raises what
+        the log raised (a full disk) when it could not take the record.
         """
+        # The common case inlined (this is the hot path): a known table, a plain
+        # dict that orjson takes as it is, an engine running with room.
         tail = self._tails.get(table) if type(table) is str else None
-        if tail is not None and type(data) is dict and TABLE_KEY not in data:
-            body = caller_body(data)
-            if body is not None:
-                size = len(body) + len(tail)
-                if size <= self._line_limit:
-                    payload = flat_copy(data) or body
-                    # Engine.put() inlined for the common case: room, engine running.
-                    engine = self._engine
-                    with engine.lock:
-                        if engine.pending_bytes < engine.handoff_bytes and engine.state is OPEN:
-                            engine.pending.append((table, payload))
-                            engine.pending_records += 1
-                            engine.pending_bytes += size
-                            if engine.pump_idle:
-                                engine.wake()
-                            return
-                    self._put(((table, payload),), 1, size)
-                    return
-        line = self._encode(table, data)
-        self._put(((table, exact_copy(line)),), 1, len(line))
+        if tail is not None and type(data) is dict and TABLE_KEY not in data and not self._durable:
+            try:
+                body = _dumps(data, default=_default)
+            except TypeError:
+                body = b""
+            size = len(body) + len(tail)
+            if len(body) > 2 and size <= self._line_limit and NONCHARACTER_LEAD not in body:
+                engine = self._engine
+                with engine.lock:
+                    if engine.pending_bytes < engine.handoff_bytes and engine.state is OPEN:
+                        batch = engine.batch
+                        buffer = batch.data
+                        buffer += body
+                        buffer[-1] = 0x2C  # as Batch.add(): the closing brace becomes a comma
+                        buffer += tail
+                        batch.records += 1
+                        engine.pending_bytes += size
+                        if engine.pump_idle:
+                            engine.wake()
+                        return
+                self._put(((body, tail),))  # waits for room, or starts the engine
+                return
+        self._put((self._encode(table, data),))
 
     def write_many(self, table: str, records: Sequence[Mapping[str, Any]]) -> int:
         """Accept several records for ``table``; returns how many were accepted.
 
-        Every record is encoded first: if one is bad, it raises and none is accepted.
+        Every record is encoded first: if one is bad, it raises and none is
+        accepted. With ``wal_dir`` it returns once they are in the log.
         """
-        items: list[tuple[str | None, Any]] = []
-        size = 0
-        for data in records:
-            tail = self._tails.get(table) if type(table) is str else None
-            if tail is not None and type(data) is dict and TABLE_KEY not in data:
-                body = caller_body(data)
-                if body is not None and len(body) + len(tail) <= self._line_limit:
-                    items.append((table, flat_copy(data) or body))
-                    size += len(body) + len(tail)
-                    continue
-            line = self._encode(table, data)
-            items.append((table, exact_copy(line)))
-            size += len(line)
-        if items:
-            self._put(items, len(items), size)
-        return len(items)
+        if type(records) is not list:
+            records = list(records)
+        if not records:
+            return 0
+        tail = self._tails.get(table) if type(table) is str else None
+        encoded = None if tail is None else encode_batch(records, tail, self._line_limit)
+        if encoded is not None:  # every line in one buffer, made by C code
+            self._put(((encoded.lines, b""),), len(records))
+        else:  # records that need the general encoder (or an unknown table)
+            self._put([self._encode(table, data) for data in records])
+        return len(records)
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything written so far; return once SQS acknowledged it (or it
@@ -218,18 +234,34 @@ class SyncSDK:
 
     # -- internals -----------------------------------------------------------------
 
-    def _encode(self, table: str, data: Mapping[str, Any]) -> bytes:
+    def _encode(self, table: str, data: Mapping[str, Any]) -> Line:
+        """The record's line as the SDK's write path makes it: ``(body, tail)`` for
+        the line ``body[:-1] + b"," + tail``, else ``(line, b"")`` from the general
+        encoder, which also raises the precise :class:`RecordError`."""
+        tail = self._tails.get(table) if type(table) is str else None
+        if tail is not None and type(data) is dict and TABLE_KEY not in data:
+            try:
+                body: bytes | None = _dumps(data, default=_default)
+            except TypeError:
+                body = None
+            if (
+                body is not None
+                and NONCHARACTER_LEAD not in body
+                and 2 < len(body) <= self._line_limit - len(tail)
+            ):
+                return body, tail
         try:
-            return self._encoder.encode(table, data)
+            return self._encoder.encode(table, data), b""
         except RecordError:
             with self._engine.lock:
                 self._engine.rejected += 1
             raise
 
-    def _put(self, items: Sequence[tuple[str | None, Any]], records: int, size: int) -> None:
+    def _put(self, lines: Sequence[Line], records: int | None = None) -> None:
         if self._engine.state is not OPEN:
             self._start()
-        self._engine.put(items, records, size)
+        size = sum(len(body) + len(tail) for body, tail in lines)
+        self._engine.put(lines, size, records=records)
 
     def _start(self) -> None:
         if self._engine.state is NEW and any(
@@ -245,20 +277,38 @@ class SyncSDK:
         """In a forked child: drop the parent's engine without touching it."""
         old = self._engine
         pin_forever((old, self._events))
-        self._engine = Engine(self._new_sdk, None, _HANDOFF_BYTES)
+        self._engine = Engine(self._new_sdk, None, _HANDOFF_BYTES, self._durable)
         self._events = EventThread()
         if old.state is not NEW and old.state is not OPEN:
             self._engine.state = CLOSED
 
     def _drain_at_exit(self, *, close: bool) -> None:
-        """``flush()`` when the main thread ends, ``close()`` at interpreter exit."""
+        """``flush()`` when the main thread ends, ``close()`` at interpreter exit;
+        says how many records were left undelivered, if any."""
+        if self._engine.state is CLOSED:  # closed by its user, who saw the outcome
+            return
         try:
             if close:
-                self.close()
+                # Bounded: an engine stuck in its start must not hang the exit.
+                self.close(2 * self._shutdown_timeout + 5)
             else:
                 self.flush(self._shutdown_timeout)
+        except TimeoutError:
+            logger.warning(
+                "%r: %d records still pending %s", self, self.stats.records_pending,
+                "at exit" if close else "as the main thread ended; delivery goes on until exit",
+            )
         except Exception as exc:
             logger.error("%r: delivery at exit did not complete: %s", self, exc)
+        if close:
+            stats = self.stats
+            left = stats.records_spooled + stats.records_failed + stats.records_pending
+            if left:
+                logger.warning(
+                    "%r at exit: %d records not delivered (%d spooled, %d failed, %d pending)",
+                    self, left, stats.records_spooled, stats.records_failed,
+                    stats.records_pending,
+                )
 
 
 process_hooks.install()
