@@ -35,7 +35,6 @@ import contextlib
 import datetime
 import errno
 import fcntl
-import hashlib
 import os
 import secrets
 import threading
@@ -47,6 +46,7 @@ from pathlib import Path
 import orjson
 
 from . import fileio
+from .spool_format import SUFFIX, SpoolEntry, parse_lines, queue_tag, read_spool, spool_files
 
 __all__ = [
     "SpoolClaim",
@@ -59,7 +59,6 @@ __all__ = [
     "spool_files",
 ]
 
-SUFFIX = ".jsonl"
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
@@ -83,27 +82,6 @@ class _LockHolders:
 _lock_holders = _LockHolders()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_lock_holders.after_fork_in_child)
-
-
-def queue_tag(queue_url_or_name: str) -> str:
-    """A short digest naming a queue in spool files without revealing its name."""
-    name = queue_url_or_name.rsplit("/", 1)[-1]
-    return hashlib.sha256(b"panoply-spool\0" + name.encode("utf-8")).hexdigest()[:20]
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolEntry:
-    """One spooled message. ``raw`` is its line as stored (kept verbatim on rewrite)."""
-
-    #: the queue's :func:`queue_tag`
-    queue: str
-    body: str
-    records: int
-    raw: bytes
-
-    def for_queue(self, queue_url: str) -> bool:
-        """Whether this message was spooled for ``queue_url``'s queue."""
-        return self.queue == queue_tag(queue_url)
 
 
 def _now() -> str:
@@ -268,47 +246,6 @@ def _write_durably(path: Path, data: bytes, flags: int) -> None:
         os.close(fd)
 
 
-def spool_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The spool files at ``path``: the file itself, or every ``*.jsonl`` in a directory."""
-    target = Path(path)
-    if target.is_dir():
-        return sorted(p for p in target.glob(f"*{SUFFIX}") if p.is_file())
-    if target.is_file():
-        return [target]
-    raise FileNotFoundError(f"no spool file or directory at {target}")
-
-
-def read_spool(path: Path) -> tuple[list[SpoolEntry], list[bytes]]:
-    """Entries of a spool file, and the raw lines that are not valid entries.
-
-    A line cut short by a crash is not an entry; it is returned so that a
-    rewrite keeps it rather than silently dropping it.
-    """
-    return _parse(path.read_bytes())
-
-
-def _parse(data: bytes) -> tuple[list[SpoolEntry], list[bytes]]:
-    entries: list[SpoolEntry] = []
-    invalid: list[bytes] = []
-    for raw in data.split(b"\n"):
-        if not raw.strip():
-            continue
-        try:
-            item = orjson.loads(raw)
-            queue = item["queue"] if "queue" in item else queue_tag(str(item["queue_url"]))
-            entry = SpoolEntry(
-                queue=str(queue),
-                body=str(item["body"]),
-                records=int(item.get("records", 0)),
-                raw=raw,
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            invalid.append(raw)
-            continue
-        entries.append(entry)
-    return entries, invalid
-
-
 def rewrite_spool(path: Path, keep: Iterable[bytes]) -> None:
     """Atomically replace ``path`` with the ``keep`` lines; remove it when none remain."""
     lines = [line for line in keep if line.strip()]
@@ -386,7 +323,7 @@ class SpoolClaim:
             raise RuntimeError(f"{self.path} was already released")
         data = _read_all(self._fd)
         self._known = data.rfind(b"\n") + 1
-        self.entries, self.invalid = _parse(data[: self._known])
+        self.entries, self.invalid = parse_lines(data[: self._known])
 
     def release(self) -> None:
         fd, self._fd = self._fd, None

@@ -89,3 +89,14 @@ class SDKConfig:
             raise ConfigurationError("sign must be True or False")
         if not isinstance(self.adaptive_concurrency, bool):
             raise ConfigurationError("adaptive_concurrency must be True or False")
+
+    def body_limit(self, attributes_size: int) -> int:
+        """Bytes of records a message can hold next to ``attributes_size`` bytes of
+        message attributes; raises :class:`ConfigurationError` when too few are left."""
+        limit = self.max_message_bytes - attributes_size
+        if limit < 1024:
+            raise ConfigurationError(
+                f"max_message_bytes={self.max_message_bytes} leaves too little room for "
+                f"records after the {attributes_size} bytes of message attributes"
+            )
+        return limit

@@ -429,13 +429,9 @@ class Delivery:
             self._stats.messages_failed += len(messages)
             self.undelivered.extend(messages)
         self.finish(messages, delivered=False)
-        logger.warning(
-            "%d records in %d messages not delivered (%s): %s",
-            records,
-            len(messages),
-            f"spooled to {spooled_to}" if spooled_to else "not spooled",
-            reason,
-        )
+        where = f"spooled to {spooled_to}" if spooled_to else "not spooled"
+        logger.warning("%d records in %d messages not delivered (%s): %s",
+                       records, len(messages), where, reason)
         payload = {
             "operation": operation,
             "records": records,

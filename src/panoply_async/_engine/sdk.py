@@ -110,17 +110,10 @@ class SDK:
             raise ConfigurationError("transport must implement open(), send() and aclose()")
         self._queue_url = self._credentials.queue_url(endpoint_url)
         self._attributes = {
-            "key": self._credentials.apikey,
-            "secret": self._credentials.apisecret,
-            "sdk": SDK_NAME,
+            "key": self._credentials.apikey, "secret": self._credentials.apisecret, "sdk": SDK_NAME,
         }
         self._attributes_size = attributes_size(self._attributes)
-        body_limit = max_message_bytes - self._attributes_size
-        if body_limit < 1024:
-            raise ConfigurationError(
-                f"max_message_bytes={max_message_bytes} leaves too little room for records "
-                f"after the {self._attributes_size} bytes of message attributes"
-            )
+        body_limit = self._config.body_limit(self._attributes_size)
         self._transport: Transport = transport or SQSTransport(
             self._queue_url, self._credentials.region, self._attributes,
             endpoint_url=endpoint_url, sign=sign, request_timeout=request_timeout,
@@ -180,10 +173,7 @@ class SDK:
     # -- public surface -------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return (
-            f"SDK(account={self._credentials.account!r}, "
-            f"state={self._state!r})"
-        )
+        return f"SDK(account={self._credentials.account!r}, state={self._state!r})"
 
     @property
     def stats(self) -> Stats:

@@ -134,6 +134,28 @@ class Engine:
                 error, self.error = self.error, None
                 raise error or RuntimeError("the SyncSDK engine stopped while starting")
 
+    def offer(self, body: bytes, tail: bytes, size: int) -> bool:
+        """Take one encoded record (orjson's object ``body`` and its table ``tail``)
+        if the engine runs and has room now; False means: call :meth:`put`."""
+        with self.lock:
+            if self.pending_bytes >= self.handoff_bytes or self.state is not OPEN:
+                return False
+            batch = self.batch
+            buffer = batch.data
+            buffer += body
+            buffer[-1] = 0x2C  # as Batch.add(): the closing brace becomes a comma
+            buffer += tail
+            batch.records += 1
+            self.pending_bytes += size
+            if self.pump_idle:
+                self.wake()
+            return True
+
+    def count_rejected(self) -> None:
+        """A record the caller's thread refused (for ``stats.records_rejected``)."""
+        with self.lock:
+            self.rejected += 1
+
     def put(
         self,
         lines: Sequence[Line],

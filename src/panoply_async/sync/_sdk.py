@@ -168,19 +168,8 @@ class SyncSDK:
                 body = b""
             size = len(body) + len(tail)
             if len(body) > 2 and size <= self._line_limit and NONCHARACTER_LEAD not in body:
-                engine = self._engine
-                with engine.lock:
-                    if engine.pending_bytes < engine.handoff_bytes and engine.state is OPEN:
-                        batch = engine.batch
-                        buffer = batch.data
-                        buffer += body
-                        buffer[-1] = 0x2C  # as Batch.add(): the closing brace becomes a comma
-                        buffer += tail
-                        batch.records += 1
-                        engine.pending_bytes += size
-                        if engine.pump_idle:
-                            engine.wake()
-                        return
+                if self._engine.offer(body, tail, size):
+                    return
                 self._put(((body, tail),))  # waits for room, or starts the engine
                 return
         self._put((self._encode(table, data),))
@@ -253,8 +242,7 @@ class SyncSDK:
         try:
             return self._encoder.encode(table, data), b""
         except RecordError:
-            with self._engine.lock:
-                self._engine.rejected += 1
+            self._engine.count_rejected()
             raise
 
     def _put(self, lines: Sequence[Line], records: int | None = None) -> None:
@@ -273,7 +261,7 @@ class SyncSDK:
         self._engine.start()
         process_hooks.started(self)
 
-    def _forget_engine_after_fork(self) -> None:
+    def reset_after_fork(self) -> None:
         """In a forked child: drop the parent's engine without touching it."""
         old = self._engine
         pin_forever((old, self._events))
@@ -282,7 +270,7 @@ class SyncSDK:
         if old.state is not NEW and old.state is not OPEN:
             self._engine.state = CLOSED
 
-    def _drain_at_exit(self, *, close: bool) -> None:
+    def drain_at_exit(self, *, close: bool) -> None:
         """``flush()`` when the main thread ends, ``close()`` at interpreter exit;
         says how many records were left undelivered, if any."""
         if self._engine.state is CLOSED:  # closed by its user, who saw the outcome

@@ -38,8 +38,8 @@ def pin_forever(obj: Any) -> None:
 
 
 class _Engine(Protocol):
-    def _forget_engine_after_fork(self) -> None: ...
-    def _drain_at_exit(self, *, close: bool) -> None: ...
+    def reset_after_fork(self) -> None: ...
+    def drain_at_exit(self, *, close: bool) -> None: ...
 
 
 class _ProcessHooks:
@@ -81,15 +81,15 @@ class _ProcessHooks:
 
     def _after_fork_in_child(self) -> None:
         for engine in list(self._engines):
-            engine._forget_engine_after_fork()
+            engine.reset_after_fork()
 
     def _flush_all(self) -> None:
         for engine in list(self._engines):
-            engine._drain_at_exit(close=False)
+            engine.drain_at_exit(close=False)
 
     def _close_all(self) -> None:
         for engine in list(self._engines):
-            engine._drain_at_exit(close=True)
+            engine.drain_at_exit(close=True)
 
 
 process_hooks = _ProcessHooks()

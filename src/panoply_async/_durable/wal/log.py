@@ -33,24 +33,19 @@ from .format import (
     FRAME_HEADER_SIZE,
     FRAME_ID,
     FRAME_MAGIC,
-    LOCK_NAME,
     OPEN,
     SEALED,
     SEG_HEADER_SIZE,
-    SEG_NAME,
-    SLOT_NAME,
     SPOOLED,
-    STATES_NAME,
     DroppedRange,
     RecoveredFrame,
     RecoveryReport,
     align8,
-    read_acks,
-    read_segment,
     seg_name,
 )
 from .lock import DirectoryLock, forget_in_child
 from .packer import WalPacker
+from .scan import scan_directory
 from .segment import Segment, append_acks, create_segment, fdatasync_all, unmap
 from .spares import SpareSegment
 
@@ -432,54 +427,12 @@ class WriteAheadLog:
             raise
 
     def _recover(self) -> tuple[list[RecoveredFrame], RecoveryReport]:
-        report = RecoveryReport()
-        frames: list[RecoveredFrame] = []
-        segnos: set[int] = set()
-        for entry in sorted(os.listdir(self.directory)):
-            match = SEG_NAME.fullmatch(entry)
-            if match is None:
-                if entry not in (LOCK_NAME, STATES_NAME) and not SLOT_NAME.fullmatch(entry):
-                    report.foreign_files.append(entry)
-                continue
-            segno = int(match.group(1))
-            self._next_segno = max(self._next_segno, segno + 1)
-            if match.group(2) == "seg":
-                segnos.add(segno)
-            elif not (self.directory / seg_name(segno, "seg")).exists():
-                fileio.unlink(self.directory / entry)  # its segment is gone
-        for segno in sorted(segnos):
-            name = seg_name(segno, "seg")
-            data = fileio.read_bytes(self.directory / name)
-            found, digest, dropped = read_segment(name, data)
-            report.dropped.extend(dropped)
-            if digest is not None and digest != self._digest:
-                report.other_queue_segments.append(name)
-                continue
-            if digest is None:
-                if not data.strip(b"\0"):  # created, never written: nothing to keep
-                    report.empty_files.append(name)
-                    fileio.unlink(self.directory / name)
-                else:
-                    report.foreign_files.append(name)
-                continue
-            ack_name = seg_name(segno, "ack")
-            ack_path = self.directory / ack_name
-            acked, ack_dropped = read_acks(
-                ack_name, fileio.read_bytes(ack_path) if ack_path.exists() else b""
-            )
-            report.dropped.extend(ack_dropped)
-            segment = Segment(segno, len(data))
-            self._segments[segno] = segment
-            report.segments += 1
-            for frame_id, body, records, sealed in found:
-                self._next_frame = max(self._next_frame, frame_id + 1)
-                if frame_id in acked or not records:
-                    report.acknowledged_frames += frame_id in acked
-                    continue
-                frames.append(RecoveredFrame(frame_id, segno, body, records, sealed))
-                report.frames += 1
-                report.records += records
-        self.adopt(frames)
+        found = scan_directory(self.directory, self._digest)
+        self._next_segno = max(self._next_segno, found.next_segno)
+        self._next_frame = max(self._next_frame, found.next_frame)
+        for segno, size in found.segments:
+            self._segments[segno] = Segment(segno, size)
+        self.adopt(found.frames)
         for segment in list(self._segments.values()):
             self._maybe_retire(segment)
-        return frames, report
+        return found.frames, found.report
