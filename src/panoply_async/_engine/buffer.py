@@ -262,16 +262,19 @@ class WriteBuffer:
             raise self._not_open("write_nowait")
         line = self._encode(table, data)
         size, packer = len(line), self._packer
-        log_full = packer.room < 0 and not packer.records
-        if log_full or self.buffered + size > self._max_buffer:
-            self._stats.records_shed += 1
-            where = "write-ahead log" if log_full else f"buffer ({self.buffered:,} bytes)"
-            raise BufferFullError(
-                f"write_nowait(): the {where} is full; the record was not accepted"
-            )
+        if self.buffered + size > self._max_buffer:
+            self._shed(f"buffer ({self.buffered:,} bytes)")
         if packer.closes(size) and packer.size + size > packer.body_limit:
             self.close_open_message("full")
+        if packer.room < 0 and not packer.records:
+            # No frame can begin now: the log is full, or its next segment is not
+            # ready yet. write() would wait; this one must not.
+            self._shed("write-ahead log")
         self._append_line(line)
+
+    def _shed(self, where: str) -> None:
+        self._stats.records_shed += 1
+        raise BufferFullError(f"write_nowait(): the {where} is full; the record was not accepted")
 
     async def _accept(self, line: bytes) -> None:
         """Buffer a whole line from the general encoder, waiting for room if needed."""
