@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 # Modules that need a package the ``local`` extra does not bring, and that package.
-OPTIONAL = {"panoply_async.testing": "pytest"}
+OPTIONAL = {"panoply_async.testing": "pytest", "panoply_async.metrics": "opentelemetry"}
 
 
 def main() -> int:

@@ -27,9 +27,10 @@ from .._version import __version__
 try:
     from opentelemetry import metrics as otel
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
+    raise ModuleNotFoundError(
         "panoply_async.metrics needs the OpenTelemetry API: "
-        "pip install 'panoply-async[otel]'"
+        "pip install 'panoply-async[otel]'",
+        name=exc.name,
     ) from exc
 
 __all__ = ["COUNTERS", "GAUGES", "HISTOGRAMS", "Instrumentation", "instrument"]
