@@ -107,6 +107,8 @@ def test_interrupted_run_resumes_each_stream_from_its_bookmark(
     if not api.paused.wait(60):
         child.kill()
         pytest.fail(f"the run never asked for the third page of orders:\n{child.stderr}")
+    # cli_child's SCRIPT sets SIGINT to SIG_DFL in the child first: a background CI job
+    # would hand it down ignored.
     child.signal(signal.SIGINT)
     code, _, err = child.finish()
     api.release()
