@@ -15,5 +15,4 @@ import panoply_async
 
 @cache
 def panoply() -> panoply_async.SyncSDK:
-    options = dict(settings.PANOPLY)
-    return panoply_async.SyncSDK(options.pop("apikey"), options.pop("apisecret"), **options)
+    return panoply_async.SyncSDK(**settings.PANOPLY)

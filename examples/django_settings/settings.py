@@ -16,12 +16,9 @@ INSTALLED_APPS: list[str] = []
 MIDDLEWARE: list[str] = []
 DATABASES: dict[str, dict[str, str]] = {}
 
-# Options for panoply_async.SyncSDK (see panoply_client.py). Newer panoply-async
-# versions read the three variables themselves; passing them works with every version.
+# Options for panoply_async.SyncSDK (see panoply_client.py); credentials and endpoint
+# come from PANOPLY_APIKEY, PANOPLY_APISECRET and PANOPLY_ENDPOINT_URL.
 PANOPLY = {
-    "apikey": os.environ["PANOPLY_APIKEY"],
-    "apisecret": os.environ["PANOPLY_APISECRET"],
-    "endpoint_url": os.environ.get("PANOPLY_ENDPOINT_URL"),
     # Below gunicorn's graceful_timeout (25 s here), below Kubernetes' 30 s grace period.
     "shutdown_timeout": 20.0,
     "spool_dir": os.environ.get("PANOPLY_SPOOL_DIR", str(BASE_DIR / "panoply-spool")),

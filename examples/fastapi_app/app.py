@@ -35,12 +35,8 @@ SHUTDOWN_TIMEOUT = float(os.environ.get("PANOPLY_SHUTDOWN_TIMEOUT", "20"))
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Explicit arguments work with every version; newer ones also read these
-    # variables by themselves.
+    # Credentials and endpoint: PANOPLY_APIKEY, PANOPLY_APISECRET, PANOPLY_ENDPOINT_URL.
     async with panoply_async.SDK(
-        os.environ["PANOPLY_APIKEY"],
-        os.environ["PANOPLY_APISECRET"],
-        endpoint_url=os.environ.get("PANOPLY_ENDPOINT_URL"),
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         spool_dir=os.environ.get("PANOPLY_SPOOL_DIR", "panoply-spool"),
     ) as conn:

@@ -29,12 +29,8 @@ import panoply_async
 #: (``PANOPLY_SHUTDOWN_TIMEOUT`` overrides the 20 s)
 SHUTDOWN_TIMEOUT = float(os.environ.get("PANOPLY_SHUTDOWN_TIMEOUT", "20"))
 
-# Explicit arguments work with every version; newer ones also read these variables
-# by themselves.
+# Credentials and endpoint: PANOPLY_APIKEY, PANOPLY_APISECRET, PANOPLY_ENDPOINT_URL.
 panoply = panoply_async.SyncSDK(
-    os.environ["PANOPLY_APIKEY"],
-    os.environ["PANOPLY_APISECRET"],
-    endpoint_url=os.environ.get("PANOPLY_ENDPOINT_URL"),
     shutdown_timeout=SHUTDOWN_TIMEOUT,
     spool_dir=os.environ.get("PANOPLY_SPOOL_DIR", "panoply-spool"),
     # One write-ahead log directory for all the workers (each takes a slot of its own

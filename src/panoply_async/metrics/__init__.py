@@ -88,9 +88,7 @@ class Instrumentation:
         """The current value behind counter or gauge ``name``."""
         sdk = self.sdk
         if name in COUNTERS:
-            # ``records_shed`` comes with the non-waiting write (issue 20.6): where the
-            # SDK does not count it yet, it reads 0 rather than failing the collection.
-            return int(getattr(sdk.stats, COUNTERS[name][0], 0))
+            return int(getattr(sdk.stats, COUNTERS[name][0]))
         if name == "panoply.sdk.buffer.size":
             return sdk.buffered_bytes
         if name == "panoply.sdk.send.in_flight":
